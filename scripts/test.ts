@@ -1,0 +1,193 @@
+// npm test: from nothing to a verdict.
+//
+// A throw-away cluster of its own (never the one `npm start` runs), the platform
+// bootstrap and its fidelity tests, the migrations and seed through the real Supabase
+// CLI, pgTAP, Deno tests, `supabase db lint`, `supabase db advisors` and the types
+// drift check. Ends with one line: "N passed, N failed".
+import { join, relative } from "node:path";
+import { bold, dim, formatMs, green, main, parseArgs, red, step, UserError } from "./lib/log.ts";
+import { Cluster, ensurePackages, freePort } from "./lib/postgres.ts";
+import { bin, databaseTestsDir, functionsDir, platformDir, root, typesFile } from "./lib/paths.ts";
+import { run } from "./lib/proc.ts";
+import { generateTypes, pushMigrations, supabase } from "./lib/supabase.ts";
+import { parseDenoSummary, parseProveOutput } from "./lib/tap.ts";
+import { DEFAULT_JWT_SECRET, testClusterDir } from "./lib/config.ts";
+
+const usage = `usage: npm test [-- [--keep] [--only=steps] [files...]]
+
+  --keep         leave the test database running afterwards (its URL is printed)
+  --only=LIST    run only these steps (comma list): pgtap, deno, lint, advisors, types
+  files...       run only these pgTAP (.sql) or Deno (.ts) test files`;
+
+type Outcome = { name: string; passed: number; failed: number; skipped: number; ms: number; note?: string };
+
+await main(async () => {
+  const { flags, positional } = parseArgs(Deno.args, { keep: "boolean", only: "string" }, usage);
+  const only = typeof flags.only === "string" ? new Set(flags.only.split(",")) : null;
+  const known = ["pgtap", "deno", "lint", "advisors", "types"];
+  for (const s of only ?? []) if (!known.includes(s)) throw new UserError(`unknown step "${s}"`, usage);
+  const wants = (s: string) => !only || only.has(s);
+  const sqlFiles = positional.filter((f) => f.endsWith(".sql"));
+  const tsFiles = positional.filter((f) => f.endsWith(".ts"));
+  const outcomes: Outcome[] = [];
+  const started = performance.now();
+
+  await step("Checking Debian packages (PostgreSQL 15, pgTAP, plpgsql_check, pg_prove)", () => ensurePackages(console.log));
+
+  const cluster = new Cluster({ dir: testClusterDir, port: await freePort(54330), ephemeral: true });
+  const url = cluster.url();
+  try {
+    await step(`Creating a throw-away database on port ${cluster.port}`, async () => {
+      await cluster.destroy();
+      await cluster.init();
+      await cluster.start();
+      await cluster.freshDatabase();
+      await cluster.psql({ command: "create extension if not exists pgtap with schema extensions" }, "supabase_admin");
+    });
+
+    outcomes.push(await pgTap("platform fidelity", url, cluster.port, await sqlIn(platformDir + "/tests")));
+
+    await step("Applying migrations and seed with `supabase db push`", async () => {
+      const applied = await pushMigrations(url);
+      console.log(dim(`    ${applied.length} migrations applied`));
+    });
+
+    if (wants("pgtap")) {
+      const files = sqlFiles.length ? withHelpers(sqlFiles) : await sqlIn(databaseTestsDir);
+      outcomes.push(await pgTap("pgTAP", url, cluster.port, files));
+    }
+    if (wants("deno") && (sqlFiles.length === 0 || tsFiles.length > 0)) outcomes.push(await denoTests(url, tsFiles));
+    if (positional.length === 0) {
+      if (wants("lint")) outcomes.push(await check("supabase db lint", ["db", "lint", `--remote=${url}`, "--fail-on", "error"]));
+      if (wants("advisors")) {
+        outcomes.push(await check("supabase db advisors (security)", [
+          "db", "advisors", `--remote=${url}`, "--type", "security", "--level", "warn", "--fail-on", "warn",
+        ]));
+      }
+      if (wants("types")) outcomes.push(await typesDrift(url));
+    }
+  } finally {
+    if (flags.keep) console.log(`\n${bold("test database kept:")} ${url}  ${dim(`(stop: npm test -- --only=none, or rm -rf ${relative(root, testClusterDir)})`)}`);
+    else await cluster.destroy().catch(() => {});
+  }
+
+  console.log(`\n${bold("Summary")} ${dim(`(${formatMs(Math.round(performance.now() - started))})`)}`);
+  for (const o of outcomes) {
+    const mark = o.failed ? red("✗") : green("✓");
+    const skipped = o.skipped ? `, ${o.skipped} skipped` : "";
+    console.log(`  ${mark} ${o.name.padEnd(34)} ${o.passed} passed, ${o.failed} failed${skipped} ${dim(formatMs(o.ms))}${o.note ? `  ${o.note}` : ""}`);
+  }
+  const total = outcomes.reduce((t, o) => ({ p: t.p + o.passed, f: t.f + o.failed, s: t.s + o.skipped }), { p: 0, f: 0, s: 0 });
+  const failedSteps = outcomes.filter((o) => o.failed).map((o) => o.name);
+  if (failedSteps.length) console.log(`\n${red("failed:")} ${failedSteps.join(", ")}`);
+  console.log(`${total.p} passed, ${total.f} failed${total.s ? `, ${total.s} skipped` : ""}`);
+  return total.f > 0 ? 1 : 0;
+});
+
+async function sqlIn(dir: string): Promise<string[]> {
+  const files: string[] = [];
+  for await (const entry of Deno.readDir(dir)) if (entry.isFile && entry.name.endsWith(".test.sql")) files.push(join(dir, entry.name));
+  return files.sort();
+}
+
+/** The helpers file installs what every other file uses, so it always runs first. */
+function withHelpers(files: string[]): string[] {
+  const helpers = join(databaseTestsDir, "00_helpers.test.sql");
+  const absolute = files.map((f) => join(root, relative(root, f)));
+  return absolute.includes(helpers) ? absolute : [helpers, ...absolute];
+}
+
+async function pgTap(name: string, url: string, port: number, files: string[]): Promise<Outcome> {
+  return await timed(name, async () => {
+    console.log(`${dim("•")} ${name}: pg_prove over ${files.length} files…`);
+    const result = await run("pg_prove", ["-v", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", ...files.map((f) => relative(root, f))], {
+      cwd: root,
+      env: { PGOPTIONS: "--client-min-messages=warning" },
+    });
+    const parsed = parseProveOutput(result.stdout);
+    let passed = 0, failed = 0, skipped = 0;
+    for (const f of parsed) {
+      passed += f.passed;
+      failed += f.failed;
+      skipped += f.skipped;
+      const mark = f.failed ? red("✗") : green("✓");
+      console.log(`  ${mark} ${f.file} ${dim(`${f.passed}/${f.planned ?? "?"}`)}`);
+      for (const line of f.failures) console.log(`      ${line}`);
+    }
+    const errors = result.stderr.split("\n").filter((l) => /ERROR|FATAL/.test(l));
+    for (const line of errors.slice(0, 20)) console.log(`      ${red(line)}`);
+    if (parsed.length < files.length) failed += files.length - parsed.length;
+    if (result.code !== 0 && failed === 0) failed = 1;
+    return { passed, failed, skipped };
+  });
+}
+
+async function denoTests(url: string, files: string[]): Promise<Outcome> {
+  return await timed("Deno tests", async () => {
+    console.log(`${dim("•")} Deno tests…`);
+    const env = {
+      SUPABASE_DB_URL: url,
+      SUPABASE_URL: "http://127.0.0.1:54321",
+      JWT_SECRET: DEFAULT_JWT_SECRET,
+      SITE_URL: "http://localhost:3000",
+      ALLOWED_REDIRECT_URLS: "http://localhost:3000",
+      ALLOWED_ORIGINS: "http://localhost:3000",
+      NO_COLOR: "1",
+    };
+    const targets = files.length ? files : [relative(root, functionsDir)];
+    const result = await run(bin("deno"), ["test", "-A", "--permit-no-files", "--no-prompt", ...targets], { cwd: root, env });
+    const output = result.stdout + "\n" + result.stderr;
+    const summary = parseDenoSummary(output);
+    const lines = output.split("\n").filter((l) => l.trim());
+    const failing = lines.filter((l) => /\.\.\. FAILED|^error:|^\s+at |AssertionError/.test(l)).slice(0, 40);
+    for (const l of failing) console.log(`      ${l}`);
+    if (!summary) {
+      for (const l of lines.slice(-30)) console.log(`      ${l}`);
+      return { passed: 0, failed: 1, skipped: 0, note: "deno test did not finish" };
+    }
+    console.log(`  ${summary.failed ? red("✗") : green("✓")} ${summary.passed} passed, ${summary.failed} failed`);
+    return { ...summary, failed: summary.failed || (result.code !== 0 ? 1 : 0) };
+  });
+}
+
+/** A CLI check counts as one test: it passes or it fails. */
+async function check(name: string, args: string[]): Promise<Outcome> {
+  return await timed(name, async () => {
+    console.log(`${dim("•")} ${name}…`);
+    const result = await supabase(args);
+    const text = (result.stdout + "\n" + result.stderr).split("\n")
+      .filter((l) => l.trim() && !/^Target:|without TLS|^│|^▲/.test(l));
+    if (result.code !== 0) for (const l of text.slice(-40)) console.log(`      ${l}`);
+    console.log(`  ${result.code ? red("✗") : green("✓")} ${name}`);
+    return { passed: result.code ? 0 : 1, failed: result.code ? 1 : 0, skipped: 0 };
+  });
+}
+
+async function typesDrift(url: string): Promise<Outcome> {
+  return await timed("types drift", async () => {
+    console.log(`${dim("•")} types drift: regenerating types/database.ts…`);
+    const generated = await generateTypes(url);
+    let committed = "";
+    try {
+      committed = await Deno.readTextFile(typesFile);
+    } catch {
+      // missing file: drift
+    }
+    if (generated === committed) {
+      console.log(`  ${green("✓")} types/database.ts matches the schema`);
+      return { passed: 1, failed: 0, skipped: 0 };
+    }
+    console.log(`  ${red("✗")} types/database.ts is stale: run \`npm run types\` and commit it`);
+    return { passed: 0, failed: 1, skipped: 0 };
+  });
+}
+
+async function timed(name: string, work: () => Promise<Omit<Outcome, "name" | "ms">>): Promise<Outcome> {
+  const t = performance.now();
+  try {
+    return { name, ...(await work()), ms: Math.round(performance.now() - t) };
+  } catch (error) {
+    console.log(`  ${red("✗")} ${name}: ${error instanceof Error ? error.message : String(error)}`);
+    return { name, passed: 0, failed: 1, skipped: 0, ms: Math.round(performance.now() - t) };
+  }
+}
