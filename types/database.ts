@@ -5,13 +5,420 @@ export type Database = {
   
   "public": {
           Tables: {
-            [_ in never]: never
+            "account_invitations": {
+                  Row: {
+                    "accepted_at": string | null,"accepted_by": string | null,"account_id": string,"created_at": string,"email": string,"expires_at": string,"id": string,"invited_by": string | null,"role": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "accepted_at"?: string | null,"accepted_by"?: string | null,"account_id": string,"created_at"?: string,"email": string,"expires_at": string,"id"?: string,"invited_by"?: string | null,"role": string
+                  }
+                  Update: {
+                    "accepted_at"?: string | null,"accepted_by"?: string | null,"account_id"?: string,"created_at"?: string,"email"?: string,"expires_at"?: string,"id"?: string,"invited_by"?: string | null,"role"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "account_invitations_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "account_invitations_role_fkey"
+      columns: ["role"]
+isOneToOne: false
+      referencedRelation: "roles"
+      referencedColumns: ["key"]
+    }
+                  ]
+                },"account_members": {
+                  Row: {
+                    "account_id": string,"created_at": string,"role": string,"updated_at": string,"user_id": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"created_at"?: string,"role": string,"updated_at"?: string,"user_id": string
+                  }
+                  Update: {
+                    "account_id"?: string,"created_at"?: string,"role"?: string,"updated_at"?: string,"user_id"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "account_members_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "account_members_role_fkey"
+      columns: ["role"]
+isOneToOne: false
+      referencedRelation: "roles"
+      referencedColumns: ["key"]
+    }
+                  ]
+                },"accounts": {
+                  Row: {
+                    "created_at": string,"created_by": string | null,"id": string,"kind": string,"name": string,"primary_owner_user_id": string,"slug": string | null,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"created_by"?: string | null,"id"?: string,"kind": string,"name": string,"primary_owner_user_id": string,"slug"?: string | null,"updated_at"?: string
+                  }
+                  Update: {
+                    "created_at"?: string,"created_by"?: string | null,"id"?: string,"kind"?: string,"name"?: string,"primary_owner_user_id"?: string,"slug"?: string | null,"updated_at"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"billable_actions": {
+                  Row: {
+                    "active": boolean,"category": string,"created_at": string,"credits": number,"description": string | null,"key": string,"name": string,"unit_size": number,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "active"?: boolean,"category"?: string,"created_at"?: string,"credits": number,"description"?: string | null,"key": string,"name": string,"unit_size"?: number,"updated_at"?: string
+                  }
+                  Update: {
+                    "active"?: boolean,"category"?: string,"created_at"?: string,"credits"?: number,"description"?: string | null,"key"?: string,"name"?: string,"unit_size"?: number,"updated_at"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"credit_balances": {
+                  Row: {
+                    "account_id": string,"available": number | null,"balance": number,"held": number,"low_balance_since": string | null,"next_expiry_at": string | null,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"available"?: never,"balance"?: number,"held"?: number,"low_balance_since"?: string | null,"next_expiry_at"?: string | null,"updated_at"?: string
+                  }
+                  Update: {
+                    "account_id"?: string,"available"?: never,"balance"?: number,"held"?: number,"low_balance_since"?: string | null,"next_expiry_at"?: string | null,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "credit_balances_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: true
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"credit_grants": {
+                  Row: {
+                    "account_id": string,"amount": number,"created_at": string,"expires_at": string | null,"id": string,"idempotency_key": string | null,"metadata": NonNullable<Json>,"paid": boolean | null,"payment_id": string | null,"remaining": number,"source": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"amount": number,"created_at"?: string,"expires_at"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"paid"?: never,"payment_id"?: string | null,"remaining": number,"source": string
+                  }
+                  Update: {
+                    "account_id"?: string,"amount"?: number,"created_at"?: string,"expires_at"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"paid"?: never,"payment_id"?: string | null,"remaining"?: number,"source"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "credit_grants_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"credit_holds": {
+                  Row: {
+                    "account_id": string,"action": string,"amount": number,"created_at": string,"credits_charged": number | null,"credits_per_unit": number,"expires_at": string,"id": string,"idempotency_key": string | null,"quantity": number,"settled_at": string | null,"status": string,"unit_size": number,"usage_event_id": string | null,"user_id": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"action": string,"amount": number,"created_at"?: string,"credits_charged"?: number | null,"credits_per_unit": number,"expires_at": string,"id"?: string,"idempotency_key"?: string | null,"quantity": number,"settled_at"?: string | null,"status"?: string,"unit_size": number,"usage_event_id"?: string | null,"user_id"?: string | null
+                  }
+                  Update: {
+                    "account_id"?: string,"action"?: string,"amount"?: number,"created_at"?: string,"credits_charged"?: number | null,"credits_per_unit"?: number,"expires_at"?: string,"id"?: string,"idempotency_key"?: string | null,"quantity"?: number,"settled_at"?: string | null,"status"?: string,"unit_size"?: number,"usage_event_id"?: string | null,"user_id"?: string | null
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "credit_holds_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "credit_holds_action_fkey"
+      columns: ["action"]
+isOneToOne: false
+      referencedRelation: "billable_actions"
+      referencedColumns: ["key"]
+    },{
+      foreignKeyName: "credit_holds_usage_event_id_fkey"
+      columns: ["usage_event_id"]
+isOneToOne: false
+      referencedRelation: "usage_events"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"credit_ledger": {
+                  Row: {
+                    "account_id": string,"actor_role": string,"actor_user_id": string | null,"available_after": number,"balance_after": number,"created_at": string,"delta": number,"grant_id": string | null,"hold_id": string | null,"id": number,"idempotency_key": string | null,"metadata": NonNullable<Json>,"payment_id": string | null,"reason": string,"usage_event_id": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"actor_role"?: string,"actor_user_id"?: string | null,"available_after": number,"balance_after": number,"created_at"?: string,"delta": number,"grant_id"?: string | null,"hold_id"?: string | null,"id"?: never,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"payment_id"?: string | null,"reason": string,"usage_event_id"?: string | null
+                  }
+                  Update: {
+                    "account_id"?: string,"actor_role"?: string,"actor_user_id"?: string | null,"available_after"?: number,"balance_after"?: number,"created_at"?: string,"delta"?: number,"grant_id"?: string | null,"hold_id"?: string | null,"id"?: never,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"payment_id"?: string | null,"reason"?: string,"usage_event_id"?: string | null
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "credit_ledger_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "credit_ledger_grant_id_fkey"
+      columns: ["grant_id"]
+isOneToOne: false
+      referencedRelation: "credit_grants"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "credit_ledger_hold_id_fkey"
+      columns: ["hold_id"]
+isOneToOne: false
+      referencedRelation: "credit_holds"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "credit_ledger_usage_event_id_fkey"
+      columns: ["usage_event_id"]
+isOneToOne: false
+      referencedRelation: "usage_events"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"credit_packs": {
+                  Row: {
+                    "active": boolean,"created_at": string,"credits": number,"currency": string,"key": string,"name": string,"price_cents": number,"stripe_price_id": string | null,"stripe_product_id": string | null,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "active"?: boolean,"created_at"?: string,"credits": number,"currency"?: string,"key": string,"name": string,"price_cents": number,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"updated_at"?: string
+                  }
+                  Update: {
+                    "active"?: boolean,"created_at"?: string,"credits"?: number,"currency"?: string,"key"?: string,"name"?: string,"price_cents"?: number,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"updated_at"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"permissions": {
+                  Row: {
+                    "description": string,"key": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "description": string,"key": string
+                  }
+                  Update: {
+                    "description"?: string,"key"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"plans": {
+                  Row: {
+                    "active": boolean,"billing_interval": string,"created_at": string,"currency": string,"features": NonNullable<Json>,"included_credits": number,"key": string,"limits": NonNullable<Json>,"max_members": number | null,"name": string,"price_cents": number,"stripe_price_id": string | null,"stripe_product_id": string | null,"tier": number,"trial_days": number,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key": string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name": string,"price_cents"?: number,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
+                  }
+                  Update: {
+                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key"?: string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name"?: string,"price_cents"?: number,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"profiles": {
+                  Row: {
+                    "avatar_path": string | null,"created_at": string,"email": string | null,"full_name": string | null,"id": string,"preferences": NonNullable<Json>,"referral_code": string,"referred_by": string | null,"updated_at": string,"username": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "avatar_path"?: string | null,"created_at"?: string,"email"?: string | null,"full_name"?: string | null,"id": string,"preferences"?: NonNullable<Json>,"referral_code": string,"referred_by"?: string | null,"updated_at"?: string,"username"?: string | null
+                  }
+                  Update: {
+                    "avatar_path"?: string | null,"created_at"?: string,"email"?: string | null,"full_name"?: string | null,"id"?: string,"preferences"?: NonNullable<Json>,"referral_code"?: string,"referred_by"?: string | null,"updated_at"?: string,"username"?: string | null
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"role_permissions": {
+                  Row: {
+                    "permission": string,"role": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "permission": string,"role": string
+                  }
+                  Update: {
+                    "permission"?: string,"role"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "role_permissions_permission_fkey"
+      columns: ["permission"]
+isOneToOne: false
+      referencedRelation: "permissions"
+      referencedColumns: ["key"]
+    },{
+      foreignKeyName: "role_permissions_role_fkey"
+      columns: ["role"]
+isOneToOne: false
+      referencedRelation: "roles"
+      referencedColumns: ["key"]
+    }
+                  ]
+                },"roles": {
+                  Row: {
+                    "description": string | null,"key": string,"name": string,"rank": number
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "description"?: string | null,"key": string,"name": string,"rank": number
+                  }
+                  Update: {
+                    "description"?: string | null,"key"?: string,"name"?: string,"rank"?: number
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"usage_events": {
+                  Row: {
+                    "account_id": string,"action": string,"api_key_id": string | null,"created_at": string,"credits_charged": number,"hold_id": string | null,"id": string,"idempotency_key": string | null,"metadata": NonNullable<Json>,"quantity": number,"user_id": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"action": string,"api_key_id"?: string | null,"created_at"?: string,"credits_charged": number,"hold_id"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"quantity": number,"user_id"?: string | null
+                  }
+                  Update: {
+                    "account_id"?: string,"action"?: string,"api_key_id"?: string | null,"created_at"?: string,"credits_charged"?: number,"hold_id"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"quantity"?: number,"user_id"?: string | null
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "usage_events_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "usage_events_action_fkey"
+      columns: ["action"]
+isOneToOne: false
+      referencedRelation: "billable_actions"
+      referencedColumns: ["key"]
+    }
+                  ]
+                },"user_roles": {
+                  Row: {
+                    "created_at": string,"role": string,"updated_at": string,"user_id": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"role"?: string,"updated_at"?: string,"user_id": string
+                  }
+                  Update: {
+                    "created_at"?: string,"role"?: string,"updated_at"?: string,"user_id"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
+                }
           }
           Views: {
             [_ in never]: never
           }
           Functions: {
-            [_ in never]: never
+            "accept_invitation":
+{ Args: { "token": string }; Returns: string
+                           },
+"admin_adjust_credits":
+{ Args: { "account_id": string,"delta": number,"idempotency_key"?: string,"reason": string }; Returns: Json
+                           },
+"capture_credits":
+{ Args: { "hold_id": string,"quantity"?: number }; Returns: Json
+                           },
+"consume_credits":
+{ Args: { "account_id": string,"action": string,"idempotency_key"?: string,"metadata"?: Json,"quantity"?: number }; Returns: Json
+                           },
+"create_team_account":
+{ Args: { "name": string,"slug": string }; Returns: {
+              "created_at": string,
+"created_by": string | null,
+"id": string,
+"kind": string,
+"name": string,
+"primary_owner_user_id": string,
+"slug": string | null,
+"updated_at": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "accounts"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"delete_account":
+{ Args: { "account_id": string }; Returns: undefined
+                           },
+"has_permission":
+{ Args: { "account_id": string,"permission": string }; Returns: boolean
+                           },
+"invite_member":
+{ Args: { "account_id": string,"email": string,"role"?: string }; Returns: Json
+                           },
+"is_staff_admin":
+{ Args: Record<PropertyKey, never>; Returns: boolean
+                           },
+"leave_account":
+{ Args: { "account_id": string }; Returns: undefined
+                           },
+"release_credits":
+{ Args: { "hold_id": string }; Returns: Json
+                           },
+"remove_member":
+{ Args: { "account_id": string,"user_id": string }; Returns: undefined
+                           },
+"reserve_credits":
+{ Args: { "account_id": string,"action": string,"idempotency_key"?: string,"quantity"?: number,"ttl_seconds"?: number }; Returns: Json
+                           },
+"revoke_invitation":
+{ Args: { "invitation_id": string }; Returns: undefined
+                           },
+"set_member_role":
+{ Args: { "account_id": string,"role": string,"user_id": string }; Returns: undefined
+                           },
+"transfer_ownership":
+{ Args: { "account_id": string,"user_id": string }; Returns: undefined
+                           },
+"update_account":
+{ Args: { "account_id": string,"name"?: string,"slug"?: string }; Returns: {
+              "created_at": string,
+"created_by": string | null,
+"id": string,
+"kind": string,
+"name": string,
+"primary_owner_user_id": string,
+"slug": string | null,
+"updated_at": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "accounts"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
+"user_account_ids":
+{ Args: { "permission"?: string }; Returns: string[]
+                           }
           }
           Enums: {
             [_ in never]: never

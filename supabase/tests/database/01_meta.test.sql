@@ -11,6 +11,10 @@ create temp table anon_executable_allowlist (signature text primary key) on comm
 
 -- Table privileges anon may hold in public: "table:privilege".
 create temp table anon_table_allowlist (grant_key text primary key) on commit drop;
+insert into anon_table_allowlist (grant_key) values
+  ('plans:select'),            -- the pricing page: active plans are public
+  ('credit_packs:select'),     -- the pricing page: active packs are public
+  ('billable_actions:select'); -- what usage costs is public
 
 -- What we created (not extensions, not the platform) in the schemas we own.
 create temp view our_functions as
