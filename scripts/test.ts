@@ -16,7 +16,7 @@ import { DEFAULT_JWT_SECRET, testClusterDir } from "./lib/config.ts";
 const usage = `usage: npm test [-- [--keep] [--only=steps] [files...]]
 
   --keep         leave the test database running afterwards (its URL is printed)
-  --only=LIST    run only these steps (comma list): pgtap, deno, lint, advisors, types
+  --only=LIST    run only these steps (comma list): pgtap, deno, lint, advisors, types (drift and deno check)
   files...       run only these pgTAP (.sql) or Deno (.ts) test files`;
 
 type Outcome = { name: string; passed: number; failed: number; skipped: number; ms: number; note?: string };
@@ -64,10 +64,13 @@ await main(async () => {
           "db", "advisors", `--remote=${url}`, "--type", "security", "--level", "warn", "--fail-on", "warn",
         ]));
       }
-      if (wants("types")) outcomes.push(await typesDrift(url));
+      if (wants("types")) {
+        outcomes.push(await typesDrift(url));
+        outcomes.push(await typeCheck());
+      }
     }
   } finally {
-    if (flags.keep) console.log(`\n${bold("test database kept:")} ${url}  ${dim(`(stop: npm test -- --only=none, or rm -rf ${relative(root, testClusterDir)})`)}`);
+    if (flags.keep) console.log(`\n${bold("test database kept:")} ${url}  ${dim("(the next npm test replaces it)")}`);
     else await cluster.destroy().catch(() => {});
   }
 
@@ -180,6 +183,24 @@ async function typesDrift(url: string): Promise<Outcome> {
     console.log(`  ${red("✗")} types/database.ts is stale: run \`npm run types\` and commit it`);
     return { passed: 0, failed: 1, skipped: 0 };
   });
+}
+
+/** Typed supabase-js calls must compile against the committed types; scripts must compile too. */
+async function typeCheck(): Promise<Outcome> {
+  return await timed("deno check (client types, scripts)", async () => {
+    console.log(`${dim("•")} deno check: typed supabase-js calls and scripts…`);
+    const targets = ["types/index.ts", "types/client_check.ts", ...(await tsIn(join(root, "scripts")))];
+    const result = await run(bin("deno"), ["check", "--quiet", ...targets], { cwd: root, env: { NO_COLOR: "1" } });
+    if (result.code !== 0) for (const l of (result.stderr + result.stdout).split("\n").filter((l) => l.trim()).slice(0, 40)) console.log(`      ${l}`);
+    console.log(`  ${result.code ? red("✗") : green("✓")} deno check`);
+    return { passed: result.code ? 0 : 1, failed: result.code ? 1 : 0, skipped: 0 };
+  });
+}
+
+async function tsIn(dir: string): Promise<string[]> {
+  const files: string[] = [];
+  for await (const entry of Deno.readDir(dir)) if (entry.isFile && entry.name.endsWith(".ts")) files.push(relative(root, join(dir, entry.name)));
+  return files.sort();
 }
 
 async function timed(name: string, work: () => Promise<Omit<Outcome, "name" | "ms">>): Promise<Outcome> {

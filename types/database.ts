@@ -251,6 +251,20 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"referrals": {
+                  Row: {
+                    "code": string,"created_at": string,"id": string,"referee_id": string,"referee_reward": number,"referrer_id": string,"referrer_reward": number,"rewarded_at": string | null,"status": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "code": string,"created_at"?: string,"id"?: string,"referee_id": string,"referee_reward"?: number,"referrer_id": string,"referrer_reward"?: number,"rewarded_at"?: string | null,"status": string
+                  }
+                  Update: {
+                    "code"?: string,"created_at"?: string,"id"?: string,"referee_id"?: string,"referee_reward"?: number,"referrer_id"?: string,"referrer_reward"?: number,"rewarded_at"?: string | null,"status"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
                 },"role_permissions": {
                   Row: {
                     "permission": string,"role": string
@@ -380,6 +394,9 @@ isOneToOne: false
                            },
 "leave_account":
 { Args: { "account_id": string }; Returns: undefined
+                           },
+"redeem_referral_code":
+{ Args: { "code": string }; Returns: Json
                            },
 "release_credits":
 { Args: { "hold_id": string }; Returns: Json

@@ -1,0 +1,48 @@
+// Compile-time check, run by `npm test` with `deno check`: typed supabase-js calls against
+// the generated types. A schema change that breaks a client breaks this file, and every
+// expected-error directive below proves the types refuse a wrong call. Never executed.
+import { createClient } from "@supabase/supabase-js";
+import {
+  apiErrorCode,
+  asResult,
+  type ConsumeCreditsResult,
+  type Database,
+  type ReserveCreditsResult,
+  type Row,
+  type RpcArgs,
+} from "./index.ts";
+
+export async function typedCalls(url: string, key: string): Promise<void> {
+  const supabase = createClient<Database>(url, key);
+
+  const args: RpcArgs<"consume_credits"> = { account_id: "00000000-0000-0000-0000-000000000000", action: "api_call", quantity: 3 };
+  const consumed = await supabase.rpc("consume_credits", args);
+  const result = asResult<ConsumeCreditsResult>(consumed.data);
+  const charged: number | undefined = result?.credits_charged;
+  if (apiErrorCode(consumed.error) === "insufficient_credits") void charged;
+
+  const reserved = await supabase.rpc("reserve_credits", { account_id: args.account_id, action: "ai_tokens", quantity: 4000, ttl_seconds: 600 });
+  const hold = asResult<ReserveCreditsResult>(reserved.data);
+  if (hold) await supabase.rpc("capture_credits", { hold_id: hold.hold_id, quantity: 3500 });
+
+  const { data: wallets } = await supabase.from("credit_balances").select("account_id, balance, held, available");
+  const available: number | undefined = wallets?.[0]?.available ?? undefined;
+  void available;
+
+  const ledger: Row<"credit_ledger">[] = (await supabase.from("credit_ledger").select("*").order("id", { ascending: false }).limit(50)).data ?? [];
+  const delta: number | undefined = ledger[0]?.delta;
+  void delta;
+
+  const team: Row<"accounts"> | null = (await supabase.rpc("create_team_account", { name: "Acme", slug: "acme" })).data;
+  void team;
+
+  // @ts-expect-error quantity is an integer, not a string
+  await supabase.rpc("consume_credits", { account_id: args.account_id, action: "api_call", quantity: "3" });
+  // @ts-expect-error account_id is required
+  await supabase.rpc("consume_credits", { action: "api_call" });
+  // @ts-expect-error there is no RPC named "spend_credits"
+  await supabase.rpc("spend_credits", {});
+  // @ts-expect-error credit_balances has no column "credits"
+  const wrong: number = (await supabase.from("credit_balances").select("account_id").single()).data!.credits;
+  void wrong;
+}

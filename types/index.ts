@@ -1,0 +1,138 @@
+// Helpers for clients of ledgerbase: row and RPC types derived from the generated
+// database types, the typed results of the JSON-returning RPCs, and the stable error
+// codes of the API with a function that recognises them on a supabase-js error.
+//
+//   import { createClient } from "@supabase/supabase-js";
+//   import { type Database, apiErrorCode } from "./types/index.ts";
+//   const supabase = createClient<Database>(url, anonKey);
+//   const { data, error } = await supabase.rpc("consume_credits", { account_id, action: "api_call" });
+//   if (apiErrorCode(error) === "insufficient_credits") showPaywall();
+import type { Database, Json } from "./database.ts";
+
+export type { Database, Json, Tables, TablesInsert, TablesUpdate } from "./database.ts";
+
+type PublicSchema = Database["public"];
+
+/** A row of a public table or view: `Row<"credit_balances">`. */
+export type Row<T extends keyof PublicSchema["Tables"] | keyof PublicSchema["Views"]> = T extends keyof PublicSchema["Tables"]
+  ? PublicSchema["Tables"][T]["Row"]
+  : T extends keyof PublicSchema["Views"] ? PublicSchema["Views"][T]["Row"]
+  : never;
+
+/** The named arguments of an RPC: `RpcArgs<"consume_credits">`. */
+export type RpcArgs<F extends keyof PublicSchema["Functions"]> = PublicSchema["Functions"][F]["Args"];
+
+/** What an RPC returns as the database declares it. */
+export type RpcReturns<F extends keyof PublicSchema["Functions"]> = PublicSchema["Functions"][F]["Returns"];
+
+// ---------------------------------------------------------------------------
+// Results of the RPCs that return JSON (the database declares them as Json)
+// ---------------------------------------------------------------------------
+export interface ConsumeCreditsResult {
+  usage_event_id: string;
+  credits_charged: number;
+  balance: number;
+  available: number;
+  replayed: boolean;
+}
+export interface ReserveCreditsResult {
+  hold_id: string;
+  amount: number;
+  expires_at: string;
+  available: number;
+  replayed: boolean;
+}
+export interface CaptureCreditsResult {
+  usage_event_id: string;
+  credits_charged: number;
+  released: number;
+  balance: number;
+  available: number;
+  replayed: boolean;
+}
+export interface ReleaseCreditsResult {
+  released: number;
+  available: number;
+}
+export interface AdminAdjustCreditsResult {
+  balance: number;
+  available: number;
+}
+export interface RedeemReferralCodeResult {
+  status: "rewarded" | "pending" | "capped";
+  referrer_reward: number;
+  referee_reward: number;
+}
+export interface InviteMemberResult {
+  invitation_id: string;
+  token: string;
+  expires_at: string;
+}
+
+/** Reads a JSON RPC result as its documented shape: `asResult<ConsumeCreditsResult>(data)`. */
+export function asResult<T>(data: Json | null): T | null {
+  return data === null ? null : (data as unknown as T);
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/** Stable error codes and the HTTP status PostgREST answers with. */
+export const API_ERRORS = {
+  insufficient_credits: 402,
+  quota_exceeded: 429,
+  rate_limited: 429,
+  idempotency_conflict: 409,
+  already_referred: 409,
+  already_member: 409,
+  slug_taken: 409,
+  username_taken: 409,
+  not_found: 404,
+  gone: 410,
+  invalid_input: 400,
+  invalid_slug: 400,
+  invalid_name: 400,
+  invalid_email: 400,
+  invalid_role: 400,
+  invalid_username: 400,
+  invalid_avatar_path: 400,
+  personal_account: 400,
+  last_owner: 400,
+  self_referral: 400,
+  referral_cycle: 400,
+  referral_window_closed: 400,
+  permission_denied: 403,
+} as const;
+
+export type ApiErrorCode = keyof typeof API_ERRORS;
+
+/** The shape shared by supabase-js's PostgrestError and the edge functions' `{error}` body. */
+export interface ErrorLike {
+  code?: string | null;
+  message?: string | null;
+  details?: string | null;
+  hint?: string | null;
+}
+
+const isApiErrorCode = (value: unknown): value is ApiErrorCode => typeof value === "string" && value in API_ERRORS;
+
+/**
+ * The stable code of an error from `supabase.rpc()`/`.from()` (PostgREST puts the code in
+ * `message`, the SQLSTATE in `code`) or from an edge function (`{ error: { code } }`).
+ * Null for no error or an error that is not part of the API.
+ */
+export function apiErrorCode(error: ErrorLike | null | undefined): ApiErrorCode | null {
+  if (!error) return null;
+  if (isApiErrorCode(error.message)) return error.message;
+  if (isApiErrorCode(error.code)) return error.code;
+  if (error.code === "42501" || error.message === "permission denied") return "permission_denied";
+  if (error.code === "22023") return "invalid_input";
+  return null;
+}
+
+/** Seconds to wait after a rate_limited error ("retry after N seconds" in the hint). */
+export function retryAfterSeconds(error: ErrorLike | null | undefined): number | null {
+  const match = error?.hint?.match(/retry after (\d+) seconds?/);
+  return match ? Number(match[1]) : null;
+}
