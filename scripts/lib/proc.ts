@@ -28,7 +28,7 @@ export async function run(cmd: string, args: string[], options: RunOptions = {})
     }).spawn();
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
-      throw new UserError(`command not found: ${cmd}`, "run `npm ci` in the repository first");
+      throw new UserError(`command not found: ${cmd}`, "run `npm install` in the repository first");
     }
     throw error;
   }
