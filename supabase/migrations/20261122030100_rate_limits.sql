@@ -83,7 +83,7 @@ begin
       message = 'rate_limited',
       detail = pg_catalog.jsonb_build_object('policy', policy, 'capacity', capacity,
                  'refill_per_second', refill_per_second, 'retry_after_seconds', retry_after)::text,
-      hint = pg_catalog.format('retry after %s seconds', retry_after);
+      hint = pg_catalog.format('retry after %s second%s', retry_after, case when retry_after = 1 then '' else 's' end);
   end if;
 end
 $$;

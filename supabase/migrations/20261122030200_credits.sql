@@ -67,6 +67,7 @@ create table public.credit_grants (
   idempotency_key text check (length(idempotency_key) between 1 and 255),
   metadata jsonb not null default '{}'::jsonb,
   created_at timestamptz not null default now(),
+  seq bigint generated always as identity,
   constraint credit_grants_remaining_check check (
     (source <> 'clawback' and amount > 0 and remaining between 0 and amount)
     or (source = 'clawback' and amount <= 0 and remaining between amount and 0)
@@ -76,8 +77,9 @@ create table public.credit_grants (
 comment on table public.credit_grants is
   'Lots of credits with what is left of them. Source clawback marks a debt lot (negative remaining) that new grants repay first.';
 comment on column public.credit_grants.paid is 'Paid credits (purchase, subscription) are drawn after promotional ones when expiries tie.';
+comment on column public.credit_grants.seq is 'Insertion order: breaks ties between lots created at the same time.';
 comment on column public.credit_grants.payment_id is 'The payment that bought these credits, when there is one.';
-create index credit_grants_drawdown_idx on public.credit_grants (account_id, expires_at, paid, created_at, id) where remaining > 0;
+create index credit_grants_drawdown_idx on public.credit_grants (account_id, expires_at, paid, created_at, seq) where remaining > 0;
 create index credit_grants_expiry_idx on public.credit_grants (expires_at) where remaining > 0 and expires_at is not null;
 create unique index credit_grants_one_debt_idx on public.credit_grants (account_id) where source = 'clawback' and remaining < 0;
 create index credit_grants_payment_id_idx on public.credit_grants (payment_id) where payment_id is not null;
@@ -118,6 +120,7 @@ create table public.credit_holds (
   usage_event_id uuid references public.usage_events (id) on delete set null,
   credits_charged bigint,
   created_at timestamptz not null default now(),
+  seq bigint generated always as identity,
   settled_at timestamptz,
   constraint credit_holds_idempotency_key unique (account_id, idempotency_key)
 );
@@ -183,23 +186,30 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  -- Deleting an account cascades to its history (depth > 1: fired by the foreign key).
-  if tg_op = 'DELETE' and pg_catalog.pg_trigger_depth() > 1 then
-    return old;
+  -- Foreign keys maintain these tables when what they point at goes away (fired by the
+  -- foreign key: trigger depth > 1): deleting an account removes its history, and
+  -- deleting a user, hold or grant nulls the link columns named as trigger arguments.
+  if pg_catalog.pg_trigger_depth() > 1 then
+    if tg_op = 'DELETE' then
+      return old;
+    end if;
+    if tg_op = 'UPDATE' and (pg_catalog.to_jsonb(new) - tg_argv) = (pg_catalog.to_jsonb(old) - tg_argv) then
+      return new;
+    end if;
   end if;
   raise exception using errcode = '42501', message = 'permission denied',
     detail = pg_catalog.format('%I.%I is append-only', tg_table_schema, tg_table_name);
 end
 $$;
 comment on function private.refuse_change() is
-  'Trigger: refuses UPDATE, DELETE and TRUNCATE on append-only tables, for every role (deletes cascading from an account deletion excepted).';
+  'Trigger: refuses UPDATE, DELETE and TRUNCATE on append-only tables, for every role. Only foreign-key maintenance passes: cascaded deletes, and cascaded set-null of the link columns given as trigger arguments.';
 
 create trigger credit_ledger_append_only before update or delete on public.credit_ledger
-  for each row execute function private.refuse_change();
+  for each row execute function private.refuse_change('grant_id', 'usage_event_id', 'hold_id');
 create trigger credit_ledger_no_truncate before truncate on public.credit_ledger
   for each statement execute function private.refuse_change();
 create trigger usage_events_append_only before update or delete on public.usage_events
-  for each row execute function private.refuse_change();
+  for each row execute function private.refuse_change('user_id', 'api_key_id');
 create trigger usage_events_no_truncate before truncate on public.usage_events
   for each statement execute function private.refuse_change();
 
@@ -398,7 +408,7 @@ begin
   end if;
   with lots as (
     select g.id, g.remaining,
-           sum(g.remaining) over (order by g.expires_at, g.paid, g.created_at, g.id) as upto
+           sum(g.remaining) over (order by g.expires_at, g.paid, g.created_at, g.seq) as upto
     from public.credit_grants g
     where g.account_id = draw_down.account_id
       and g.remaining > 0
@@ -441,7 +451,7 @@ begin
   for h in
     select c.id, c.amount from public.credit_holds c
     where c.account_id = shrink_holds.account_id and c.status = 'held' and c.amount > 0
-    order by c.created_at desc, c.id desc
+    order by c.created_at desc, c.seq desc
     for update
   loop
     exit when excess <= 0;
@@ -541,7 +551,7 @@ begin
   wallet := private.set_wallet(debit.account_id, -amount, -release_held, guarded => true);
   if wallet.account_id is null then
     wallet := private.lock_wallet(debit.account_id);
-    if wallet.available + release_held < amount then
+    if amount > 0 and wallet.available + release_held < amount then
       perform private.insufficient_credits(amount, wallet.available);
     end if;
     wallet := private.set_wallet(debit.account_id, -amount, -release_held);
@@ -1079,6 +1089,7 @@ declare
   wallet public.credit_balances;
   key text := 'admin:' || idempotency_key;
   details jsonb := pg_catalog.jsonb_build_object('reason', reason);
+  earlier public.credit_ledger;
 begin
   if not private.is_trusted_caller() and not public.is_staff_admin() then
     raise exception using errcode = '42501', message = 'permission denied', detail = 'only staff admins adjust credits';
@@ -1088,6 +1099,19 @@ begin
   end if;
   if reason is null or length(btrim(reason)) < 3 or length(reason) > 500 then
     raise exception using errcode = '22023', message = 'invalid_input', detail = 'reason must be 3 to 500 characters';
+  end if;
+  -- A repeated key replays; the same key with another delta or reason is a conflict.
+  if key is not null then
+    select l.* into earlier from public.credit_ledger l
+    where l.account_id = admin_adjust_credits.account_id and l.idempotency_key = key;
+    if found then
+      if earlier.delta <> delta or earlier.metadata ->> 'reason' is distinct from reason then
+        raise exception using errcode = 'PT409', message = 'idempotency_conflict',
+          detail = 'this idempotency_key was used with other parameters', hint = 'use a new idempotency_key for a different adjustment';
+      end if;
+      select w.* into wallet from public.credit_balances w where w.account_id = admin_adjust_credits.account_id;
+      return pg_catalog.jsonb_build_object('balance', wallet.balance, 'available', wallet.available);
+    end if;
   end if;
   if delta > 0 then
     perform private.grant_credits(admin_adjust_credits.account_id, delta, 'admin', null, key, null, details);
