@@ -71,6 +71,40 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"api_keys": {
+                  Row: {
+                    "account_id": string,"created_at": string,"created_by": string | null,"expires_at": string | null,"id": string,"last_used_at": string | null,"name": string,"prefix": string,"revoked_at": string | null,"revoked_by": string | null,"scopes": (string)[]
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name": string,"prefix": string,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes": (string)[]
+                  }
+                  Update: {
+                    "account_id"?: string,"created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name"?: string,"prefix"?: string,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes"?: (string)[]
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "api_keys_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"audit_log": {
+                  Row: {
+                    "account_id": string | null,"action": string,"actor_role": string,"actor_user_id": string | null,"after": Json | null,"before": Json | null,"entity": string,"entity_id": string | null,"hash": string,"id": number,"ip": string | null,"occurred_at": string,"prev_hash": string,"user_agent": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id"?: string | null,"action": string,"actor_role": string,"actor_user_id"?: string | null,"after"?: Json | null,"before"?: Json | null,"entity": string,"entity_id"?: string | null,"hash": string,"id"?: never,"ip"?: string | null,"occurred_at"?: string,"prev_hash": string,"user_agent"?: string | null
+                  }
+                  Update: {
+                    "account_id"?: string | null,"action"?: string,"actor_role"?: string,"actor_user_id"?: string | null,"after"?: Json | null,"before"?: Json | null,"entity"?: string,"entity_id"?: string | null,"hash"?: string,"id"?: never,"ip"?: string | null,"occurred_at"?: string,"prev_hash"?: string,"user_agent"?: string | null
+                  }
+                  Relationships: [
+                    
+                  ]
                 },"billable_actions": {
                   Row: {
                     "active": boolean,"category": string,"created_at": string,"credits": number,"description": string | null,"key": string,"name": string,"unit_size": number,"updated_at": string
@@ -107,14 +141,14 @@ isOneToOne: true
                   ]
                 },"credit_grants": {
                   Row: {
-                    "account_id": string,"amount": number,"created_at": string,"expires_at": string | null,"id": string,"idempotency_key": string | null,"metadata": NonNullable<Json>,"paid": boolean | null,"payment_id": string | null,"remaining": number,"source": string
+                    "account_id": string,"amount": number,"created_at": string,"expires_at": string | null,"id": string,"idempotency_key": string | null,"metadata": NonNullable<Json>,"paid": boolean | null,"payment_id": string | null,"remaining": number,"seq": number,"source": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id": string,"amount": number,"created_at"?: string,"expires_at"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"paid"?: never,"payment_id"?: string | null,"remaining": number,"source": string
+                    "account_id": string,"amount": number,"created_at"?: string,"expires_at"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"paid"?: never,"payment_id"?: string | null,"remaining": number,"seq"?: never,"source": string
                   }
                   Update: {
-                    "account_id"?: string,"amount"?: number,"created_at"?: string,"expires_at"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"paid"?: never,"payment_id"?: string | null,"remaining"?: number,"source"?: string
+                    "account_id"?: string,"amount"?: number,"created_at"?: string,"expires_at"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"paid"?: never,"payment_id"?: string | null,"remaining"?: number,"seq"?: never,"source"?: string
                   }
                   Relationships: [
                     {
@@ -127,14 +161,14 @@ isOneToOne: false
                   ]
                 },"credit_holds": {
                   Row: {
-                    "account_id": string,"action": string,"amount": number,"created_at": string,"credits_charged": number | null,"credits_per_unit": number,"expires_at": string,"id": string,"idempotency_key": string | null,"quantity": number,"settled_at": string | null,"status": string,"unit_size": number,"usage_event_id": string | null,"user_id": string | null
+                    "account_id": string,"action": string,"amount": number,"created_at": string,"credits_charged": number | null,"credits_per_unit": number,"expires_at": string,"id": string,"idempotency_key": string | null,"quantity": number,"seq": number,"settled_at": string | null,"status": string,"unit_size": number,"usage_event_id": string | null,"user_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id": string,"action": string,"amount": number,"created_at"?: string,"credits_charged"?: number | null,"credits_per_unit": number,"expires_at": string,"id"?: string,"idempotency_key"?: string | null,"quantity": number,"settled_at"?: string | null,"status"?: string,"unit_size": number,"usage_event_id"?: string | null,"user_id"?: string | null
+                    "account_id": string,"action": string,"amount": number,"created_at"?: string,"credits_charged"?: number | null,"credits_per_unit": number,"expires_at": string,"id"?: string,"idempotency_key"?: string | null,"quantity": number,"seq"?: never,"settled_at"?: string | null,"status"?: string,"unit_size": number,"usage_event_id"?: string | null,"user_id"?: string | null
                   }
                   Update: {
-                    "account_id"?: string,"action"?: string,"amount"?: number,"created_at"?: string,"credits_charged"?: number | null,"credits_per_unit"?: number,"expires_at"?: string,"id"?: string,"idempotency_key"?: string | null,"quantity"?: number,"settled_at"?: string | null,"status"?: string,"unit_size"?: number,"usage_event_id"?: string | null,"user_id"?: string | null
+                    "account_id"?: string,"action"?: string,"amount"?: number,"created_at"?: string,"credits_charged"?: number | null,"credits_per_unit"?: number,"expires_at"?: string,"id"?: string,"idempotency_key"?: string | null,"quantity"?: number,"seq"?: never,"settled_at"?: string | null,"status"?: string,"unit_size"?: number,"usage_event_id"?: string | null,"user_id"?: string | null
                   }
                   Relationships: [
                     {
@@ -205,6 +239,20 @@ isOneToOne: false
                   }
                   Update: {
                     "active"?: boolean,"created_at"?: string,"credits"?: number,"currency"?: string,"key"?: string,"name"?: string,"price_cents"?: number,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"updated_at"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"notifications": {
+                  Row: {
+                    "body": string | null,"created_at": string,"data": NonNullable<Json>,"id": string,"read_at": string | null,"title": string,"type": string,"user_id": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "body"?: string | null,"created_at"?: string,"data"?: NonNullable<Json>,"id"?: string,"read_at"?: string | null,"title": string,"type": string,"user_id": string
+                  }
+                  Update: {
+                    "body"?: string | null,"created_at"?: string,"data"?: NonNullable<Json>,"id"?: string,"read_at"?: string | null,"title"?: string,"type"?: string,"user_id"?: string
                   }
                   Relationships: [
                     
@@ -345,6 +393,20 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"waitlist": {
+                  Row: {
+                    "created_at": string,"email": string,"id": string,"referral_code": string | null,"source": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "created_at"?: string,"email": string,"id"?: string,"referral_code"?: string | null,"source"?: string | null
+                  }
+                  Update: {
+                    "created_at"?: string,"email"?: string,"id"?: string,"referral_code"?: string | null,"source"?: string | null
+                  }
+                  Relationships: [
+                    
+                  ]
                 }
           }
           Views: {
@@ -362,6 +424,9 @@ isOneToOne: false
                            },
 "consume_credits":
 { Args: { "account_id": string,"action": string,"idempotency_key"?: string,"metadata"?: Json,"quantity"?: number }; Returns: Json
+                           },
+"create_api_key":
+{ Args: { "account_id": string,"expires_at"?: string,"name": string,"scopes"?: (string)[] }; Returns: Json
                            },
 "create_team_account":
 { Args: { "name": string,"slug": string }; Returns: {
@@ -392,8 +457,14 @@ isOneToOne: false
 "is_staff_admin":
 { Args: Record<PropertyKey, never>; Returns: boolean
                            },
+"join_waitlist":
+{ Args: { "email": string,"referral_code"?: string,"source"?: string }; Returns: Json
+                           },
 "leave_account":
 { Args: { "account_id": string }; Returns: undefined
+                           },
+"mark_notifications_read":
+{ Args: { "ids"?: (string)[] }; Returns: number
                            },
 "redeem_referral_code":
 { Args: { "code": string }; Returns: Json
@@ -406,6 +477,9 @@ isOneToOne: false
                            },
 "reserve_credits":
 { Args: { "account_id": string,"action": string,"idempotency_key"?: string,"quantity"?: number,"ttl_seconds"?: number }; Returns: Json
+                           },
+"revoke_api_key":
+{ Args: { "id": string }; Returns: undefined
                            },
 "revoke_invitation":
 { Args: { "invitation_id": string }; Returns: undefined

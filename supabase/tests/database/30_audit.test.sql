@@ -1,0 +1,337 @@
+-- The audit log (SPEC §4.6): every audited action writes exactly the expected entries, with
+-- the actor, the request context and before/after; nobody can change the log; members with
+-- audit.read and staff admins read it; the hash chain exposes tampering.
+-- Personas: owner, admin, member, viewer, stranger, staff admin, service_role, anon.
+begin;
+select plan(50);
+
+select tests.freeze_time('2031-05-01 09:00:00+00');
+select tests.create_supabase_user('owner', 'owner@audit.test', '30000000-0000-4000-8000-000000000001');
+select tests.create_supabase_user('admin', 'admin@audit.test', '30000000-0000-4000-8000-000000000002');
+select tests.create_supabase_user('member', 'member@audit.test', '30000000-0000-4000-8000-000000000003');
+select tests.create_supabase_user('viewer', 'viewer@audit.test', '30000000-0000-4000-8000-000000000004');
+select tests.create_supabase_user('stranger', 'stranger@audit.test', '30000000-0000-4000-8000-000000000005');
+select tests.create_supabase_user('staff', 'staff@audit.test', '30000000-0000-4000-8000-000000000006');
+update public.user_roles set role = 'admin' where user_id = '30000000-0000-4000-8000-000000000006';
+
+-- Test plumbing: what was logged since the last mark, and the team's id.
+create table tests.audit_mark (id bigint);
+insert into tests.audit_mark select coalesce(max(id), 0) from public.audit_log;
+create function tests.new_audit()
+returns table (action text, actor_user_id uuid, actor_role text, account_id uuid, entity_id text, before jsonb, after jsonb, ip text, user_agent text)
+language sql stable set search_path = '' as $$
+  select a.action, a.actor_user_id, a.actor_role, a.account_id, a.entity_id, a.before, a.after, a.ip, a.user_agent
+  from public.audit_log a where a.id > (select m.id from tests.audit_mark m) order by a.id
+$$;
+create function tests.advance_audit_mark() returns void language sql set search_path = '' as $$
+  update tests.audit_mark set id = (select coalesce(max(a.id), 0) from public.audit_log a)
+$$;
+create function tests.team() returns uuid language sql stable security definer set search_path = '' as $$
+  select a.id from public.accounts a where a.slug = 'audit-team'
+$$;
+grant execute on function tests.team() to anon, authenticated, service_role;
+create table tests.tokens (label text primary key, token text, invitation_id uuid);
+grant select, insert on tests.tokens to authenticated;
+
+-- ---------------------------------------------------------------------------
+-- Memberships and invitations
+-- ---------------------------------------------------------------------------
+select tests.authenticate_as('owner');
+select public.create_team_account('Audit Team', 'audit-team');
+select tests.clear_authentication();
+select results_eq(
+  $$ select action, actor_user_id, actor_role, account_id, after, ip, user_agent from tests.new_audit() $$,
+  $$ values ('member.added', '30000000-0000-4000-8000-000000000001'::uuid, 'authenticated', tests.team(),
+             '{"role": "owner", "user_id": "30000000-0000-4000-8000-000000000001"}'::jsonb, '203.0.113.7', 'pgtap') $$,
+  'creating a team logs one entry: its owner was added, by the owner, with the request''s IP and user agent');
+select tests.advance_audit_mark();
+
+select tests.authenticate_as('owner');
+insert into tests.tokens select 'admin', r ->> 'token', (r ->> 'invitation_id')::uuid
+from public.invite_member(tests.team(), 'admin@audit.test', 'admin') r;
+select tests.clear_authentication();
+select results_eq(
+  $$ select action, actor_user_id, entity_id, after ->> 'email', after ->> 'role', before from tests.new_audit() $$,
+  $$ select 'invitation.created', '30000000-0000-4000-8000-000000000001'::uuid, invitation_id::text, 'admin@audit.test', 'admin', null::jsonb
+     from tests.tokens where label = 'admin' $$,
+  'an invitation logs one invitation.created entry with the email and role, by the inviter');
+select tests.advance_audit_mark();
+
+select tests.authenticate_as('admin');
+select public.accept_invitation((select token from tests.tokens where label = 'admin'));
+select tests.clear_authentication();
+select results_eq(
+  $$ select action, actor_user_id, after ->> 'role' from tests.new_audit() $$,
+  $$ values ('member.added', '30000000-0000-4000-8000-000000000002'::uuid, 'admin'),
+            ('invitation.accepted', '30000000-0000-4000-8000-000000000002'::uuid, 'admin') $$,
+  'accepting logs member.added and invitation.accepted, once each, by the invitee');
+
+-- The member and the viewer join the same way.
+select tests.authenticate_as('admin');
+insert into tests.tokens select label, r ->> 'token', (r ->> 'invitation_id')::uuid
+from (values ('member', public.invite_member(tests.team(), 'member@audit.test', 'member')),
+             ('viewer', public.invite_member(tests.team(), 'viewer@audit.test', 'viewer')),
+             ('nobody', public.invite_member(tests.team(), 'nobody@audit.test', 'member'))) v (label, r);
+select tests.authenticate_as('member');
+select public.accept_invitation((select token from tests.tokens where label = 'member'));
+select tests.authenticate_as('viewer');
+select public.accept_invitation((select token from tests.tokens where label = 'viewer'));
+select tests.clear_authentication();
+select tests.advance_audit_mark();
+
+select tests.authenticate_as('owner');
+select public.set_member_role(tests.team(), '30000000-0000-4000-8000-000000000004', 'member');
+select tests.clear_authentication();
+select results_eq(
+  $$ select action, actor_user_id, entity_id, before, after from tests.new_audit() $$,
+  $$ values ('member.role_changed', '30000000-0000-4000-8000-000000000001'::uuid, '30000000-0000-4000-8000-000000000004',
+             '{"role": "viewer"}'::jsonb, '{"role": "member"}'::jsonb) $$,
+  'a role change logs one entry with the role before and after');
+select tests.advance_audit_mark();
+
+select tests.authenticate_as('owner');
+select public.set_member_role(tests.team(), '30000000-0000-4000-8000-000000000004', 'member');
+select tests.clear_authentication();
+select is((select count(*)::int from tests.new_audit()), 0, 'setting the role a member already has logs nothing');
+
+select tests.authenticate_as('admin');
+select public.revoke_invitation((select invitation_id from tests.tokens where label = 'nobody'));
+select tests.clear_authentication();
+select results_eq(
+  $$ select action, actor_user_id, before ->> 'email', after from tests.new_audit() $$,
+  $$ values ('invitation.revoked', '30000000-0000-4000-8000-000000000002'::uuid, 'nobody@audit.test', null::jsonb) $$,
+  'revoking an invitation logs one invitation.revoked entry');
+select tests.advance_audit_mark();
+
+select tests.authenticate_as('owner');
+select public.remove_member(tests.team(), '30000000-0000-4000-8000-000000000004');
+select tests.clear_authentication();
+select results_eq(
+  $$ select action, actor_user_id, entity_id, before, after from tests.new_audit() $$,
+  $$ values ('member.removed', '30000000-0000-4000-8000-000000000001'::uuid, '30000000-0000-4000-8000-000000000004',
+             '{"role": "member", "user_id": "30000000-0000-4000-8000-000000000004"}'::jsonb, null::jsonb) $$,
+  'removing a member logs one member.removed entry with the membership before');
+select tests.advance_audit_mark();
+
+select tests.authenticate_as('owner');
+select public.update_account(tests.team(), name => 'Audit Team Renamed');
+select tests.clear_authentication();
+select results_eq(
+  $$ select action, before, after from tests.new_audit() $$,
+  $$ values ('account.updated', '{"name": "Audit Team"}'::jsonb, '{"name": "Audit Team Renamed"}'::jsonb) $$,
+  'renaming an account logs only the changed field');
+select tests.advance_audit_mark();
+
+select tests.authenticate_as('owner');
+select public.transfer_ownership(tests.team(), '30000000-0000-4000-8000-000000000002');
+select tests.clear_authentication();
+select results_eq(
+  $$ select action, entity_id, before, after from tests.new_audit() order by 1, 2 $$,
+  $$ values ('account.ownership_transferred', tests.team()::text,
+             jsonb_build_object('primary_owner_user_id', '30000000-0000-4000-8000-000000000001'),
+             jsonb_build_object('primary_owner_user_id', '30000000-0000-4000-8000-000000000002')),
+            ('member.role_changed', '30000000-0000-4000-8000-000000000001', '{"role": "owner"}'::jsonb, '{"role": "admin"}'::jsonb),
+            ('member.role_changed', '30000000-0000-4000-8000-000000000002', '{"role": "admin"}'::jsonb, '{"role": "owner"}'::jsonb) $$,
+  'a transfer logs the new primary owner and both role changes');
+select tests.advance_audit_mark();
+
+-- ---------------------------------------------------------------------------
+-- Money: staff adjustments are audited, metering is not
+-- ---------------------------------------------------------------------------
+select tests.authenticate_as('staff');
+select public.admin_adjust_credits(tests.team(), 100, 'goodwill for the outage', 'adj-1');
+select public.admin_adjust_credits(tests.team(), -30, 'duplicate grant', 'adj-2');
+select tests.clear_authentication();
+select results_eq(
+  $$ select action, actor_user_id, actor_role, account_id, before, after - 'idempotency_key' from tests.new_audit() $$,
+  $$ values ('credits.adjusted', '30000000-0000-4000-8000-000000000006'::uuid, 'authenticated', tests.team(),
+             '{"balance": 0, "available": 0}'::jsonb,
+             '{"balance": 100, "available": 100, "delta": 100, "reason": "goodwill for the outage"}'::jsonb),
+            ('credits.adjusted', '30000000-0000-4000-8000-000000000006'::uuid, 'authenticated', tests.team(),
+             '{"balance": 100, "available": 100}'::jsonb,
+             '{"balance": 70, "available": 70, "delta": -30, "reason": "duplicate grant"}'::jsonb) $$,
+  'each staff adjustment logs one entry: the staff admin, the balance before and after, the delta and the reason');
+select tests.advance_audit_mark();
+
+select tests.authenticate_as_service_role();
+select public.admin_adjust_credits(tests.team(), 5, 'credit from the support tool', 'adj-3');
+select tests.clear_authentication();
+select results_eq(
+  $$ select action, actor_user_id, actor_role, after ->> 'delta' from tests.new_audit() $$,
+  $$ values ('credits.adjusted', null::uuid, 'service_role', '5') $$,
+  'an adjustment by the service role is logged with the service role as actor');
+select tests.advance_audit_mark();
+
+select tests.authenticate_as('member');
+select public.consume_credits(tests.team(), 'api_call', 3);
+select public.reserve_credits(tests.team(), 'api_call', 2);
+select tests.clear_authentication();
+select is((select count(*)::int from tests.new_audit()), 0, 'consuming and reserving credits (the hot path) log nothing');
+
+-- ---------------------------------------------------------------------------
+-- The catalog
+-- ---------------------------------------------------------------------------
+select tests.authenticate_as('staff');
+update public.plans set price_cents = price_cents + 100 where key = 'pro';
+update public.plans set name = name where key = 'pro';
+insert into public.credit_packs (key, name, credits, price_cents) values ('audit_pack', 'Audit pack', 10, 100);
+delete from public.credit_packs where key = 'audit_pack';
+update public.billable_actions set credits = 2 where key = 'api_call';
+select tests.clear_authentication();
+select results_eq(
+  $$ select action, entity_id, account_id, actor_user_id from tests.new_audit() $$,
+  $$ values ('plan.updated', 'pro', null::uuid, '30000000-0000-4000-8000-000000000006'::uuid),
+            ('credit_pack.created', 'audit_pack', null::uuid, '30000000-0000-4000-8000-000000000006'::uuid),
+            ('credit_pack.deleted', 'audit_pack', null::uuid, '30000000-0000-4000-8000-000000000006'::uuid),
+            ('billable_action.updated', 'api_call', null::uuid, '30000000-0000-4000-8000-000000000006'::uuid) $$,
+  'catalog changes by a staff admin log one entry each; an update that changes nothing logs nothing');
+select is(
+  (select before || after from tests.new_audit() where action = 'plan.updated'),
+  jsonb_build_object('price_cents', (select price_cents - 100 from public.plans where key = 'pro'))
+    || jsonb_build_object('price_cents', (select price_cents from public.plans where key = 'pro')),
+  'a catalog update logs only the changed fields');
+select is(
+  (select (before is null) and after ->> 'credits' = '10' and after ->> 'price_cents' = '100'
+   from tests.new_audit() where action = 'credit_pack.created'),
+  true, 'a created catalog row is logged whole in after');
+select tests.advance_audit_mark();
+
+-- ---------------------------------------------------------------------------
+-- Billing's entry point: private.audit from a server, with and without a request
+-- ---------------------------------------------------------------------------
+select private.audit('subscription.updated', 'subscription', 'sub_123', tests.team(), '{"status": "trialing"}', '{"status": "active"}');
+select results_eq(
+  $$ select action, actor_user_id, actor_role, account_id, entity_id, before, after, ip from tests.new_audit() $$,
+  $$ values ('subscription.updated', null::uuid, 'system', tests.team(), 'sub_123',
+             '{"status": "trialing"}'::jsonb, '{"status": "active"}'::jsonb, null::text) $$,
+  'private.audit from a job records actor system, no user and no request context');
+select tests.advance_audit_mark();
+-- A server's request context (as the webhook function would set it) is recorded.
+select set_config('request.headers', '{"x-forwarded-for": "198.51.100.4, 10.0.0.1", "user-agent": "Stripe/1.0"}', true);
+select private.audit('payment.succeeded', 'payment', 'pi_1', tests.team(), null, '{"amount_cents": 500}');
+select results_eq(
+  $$ select action, actor_role, ip, user_agent from tests.new_audit() $$,
+  $$ values ('payment.succeeded', 'system', '198.51.100.4', 'Stripe/1.0') $$,
+  'the request context comes from request.headers: the first x-forwarded-for hop and the user agent');
+select set_config('request.headers', '', true);
+select tests.advance_audit_mark();
+
+-- ---------------------------------------------------------------------------
+-- Who reads the log (RLS) — before the team is deleted
+-- ---------------------------------------------------------------------------
+create table tests.total as select count(*) as n from public.audit_log;
+grant select on tests.total to authenticated, service_role;
+select tests.authenticate_as('admin');  -- the owner now
+select ok((select count(*) from public.audit_log where account_id = tests.team()) >= 15,
+  'the owner (audit.read) reads the team''s entries');
+select is((select count(*)::int from public.audit_log where account_id is distinct from tests.team()), 0,
+  'the owner reads nothing of other accounts, nor operator-wide catalog entries');
+select tests.authenticate_as('owner');  -- now an admin of the team, who also holds audit.read
+select ok((select count(*) from public.audit_log where account_id = tests.team()) >= 15,
+  'an admin (audit.read) reads the team''s entries');
+select tests.authenticate_as('member');
+select is((select count(*)::int from public.audit_log), 0, 'a member (no audit.read) reads nothing');
+select tests.authenticate_as('stranger');
+select is((select count(*)::int from public.audit_log), 0, 'a stranger reads nothing');
+select tests.authenticate_as('viewer');
+select is((select count(*)::int from public.audit_log), 0, 'a former member reads nothing');
+select tests.authenticate_as('staff');
+select is((select count(*) from public.audit_log), (select n from tests.total),
+  'a staff admin reads every entry, catalog included');
+select tests.authenticate_as_service_role();
+select is((select count(*) from public.audit_log), (select n from tests.total),
+  'the service role reads every entry');
+select tests.authenticate_as_anon();
+select throws_ok($$ select count(*) from public.audit_log $$, '42501', null, 'anon cannot read the audit log');
+select tests.clear_authentication();
+
+-- ---------------------------------------------------------------------------
+-- Append-only for every role
+-- ---------------------------------------------------------------------------
+select tests.authenticate_as('staff');
+select throws_ok($$ update public.audit_log set action = 'x.y' $$, '42501', null, 'a staff admin cannot update entries');
+select throws_ok($$ delete from public.audit_log $$, '42501', null, 'a staff admin cannot delete entries');
+select throws_ok($$ insert into public.audit_log (actor_role, action, entity, prev_hash, hash) values ('system', 'x.y', 'x', repeat('0', 64), repeat('1', 64)) $$,
+  '42501', null, 'a staff admin cannot insert entries directly');
+select tests.authenticate_as('admin');
+select throws_ok($$ update public.audit_log set after = null where account_id = tests.team() $$, '42501', null, 'an owner cannot update entries');
+select throws_ok($$ delete from public.audit_log where account_id = tests.team() $$, '42501', null, 'an owner cannot delete entries');
+select tests.authenticate_as_service_role();
+select throws_ok($$ update public.audit_log set action = 'x.y' $$, '42501', null, 'the service role cannot update entries');
+select throws_ok($$ delete from public.audit_log $$, '42501', null, 'the service role cannot delete entries');
+select throws_ok($$ truncate public.audit_log $$, '42501', null, 'the service role cannot truncate the log');
+select throws_ok($$ insert into public.audit_log (actor_role, action, entity, prev_hash, hash) values ('system', 'x.y', 'x', repeat('0', 64), repeat('1', 64)) $$,
+  '42501', null, 'the service role cannot insert entries directly');
+select tests.authenticate_as_anon();
+select throws_ok($$ delete from public.audit_log $$, '42501', null, 'anon cannot delete entries');
+select tests.clear_authentication();
+-- Even the table owner (the migration role) is refused by the trigger.
+select throws_ok($$ update public.audit_log set action = 'x.y' where id = (select max(id) from public.audit_log) $$,
+  '42501', 'permission denied', 'the table owner cannot update entries either');
+select throws_ok($$ delete from public.audit_log where id = (select max(id) from public.audit_log) $$,
+  '42501', 'permission denied', 'the table owner cannot delete entries either');
+select throws_ok($$ truncate public.audit_log $$, '42501', 'permission denied', 'the table owner cannot truncate the log');
+
+-- ---------------------------------------------------------------------------
+-- Account deletion: one entry, not one per cascaded row
+-- ---------------------------------------------------------------------------
+select tests.advance_audit_mark();
+select tests.authenticate_as('admin');
+select public.delete_account(tests.team());
+select tests.clear_authentication();
+select results_eq(
+  $$ select action, actor_user_id, entity_id, before ->> 'kind', before ->> 'slug', after from tests.new_audit() $$,
+  $$ values ('account.deleted', '30000000-0000-4000-8000-000000000002'::uuid,
+             (select entity_id from public.audit_log where action = 'account.updated' order by id desc limit 1),
+             'team', 'audit-team', null::jsonb) $$,
+  'deleting a team logs exactly one account.deleted entry (memberships and invitations go with it silently)');
+select ok((select count(*) from public.audit_log where account_id = (select entity_id::uuid from tests.new_audit())) >= 16,
+  'the deleted team''s entries survive it');
+select tests.advance_audit_mark();
+
+delete from auth.users where id = '30000000-0000-4000-8000-000000000005';
+select results_eq(
+  $$ select action, entity_id, before ->> 'kind', actor_role from tests.new_audit() $$,
+  $$ values ('account.deleted', '30000000-0000-4000-8000-000000000005', 'personal', 'system') $$,
+  'deleting a user logs the deletion of their personal account');
+select tests.advance_audit_mark();
+
+-- ---------------------------------------------------------------------------
+-- The hash chain
+-- ---------------------------------------------------------------------------
+select is(private.verify_audit_chain(), null, 'after all of this the chain is intact');
+select ok((select bool_and(prev_hash = lag_hash) from (
+             select prev_hash, lag(hash) over (order by id) as lag_hash from public.audit_log) x where lag_hash is not null),
+  'every entry points at the hash of the one before it');
+select is((select hash from public.audit_log order by id desc limit 1),
+          (select last_hash from private.audit_chain_head),
+  'the head remembers the newest entry');
+
+-- Tampering needs the table owner to switch the append-only trigger off; the chain still tells.
+create table tests.victim as
+  select id, after from public.audit_log where action = 'member.role_changed' order by id limit 1;
+alter table public.audit_log disable trigger audit_log_append_only;
+update public.audit_log set after = '{"role": "viewer"}' where id = (select id from tests.victim);
+select is(private.verify_audit_chain(), (select id from tests.victim), 'an edited entry is the first broken link');
+update public.audit_log a set after = v.after from tests.victim v where a.id = v.id;
+select is(private.verify_audit_chain(), null, 'putting the original content back makes the chain whole again: the hash covers content');
+
+update public.audit_log set occurred_at = occurred_at - interval '1 day' where id = (select id from tests.victim);
+select is(private.verify_audit_chain(), (select id from tests.victim), 'backdating an entry breaks the chain at it');
+update public.audit_log set occurred_at = occurred_at + interval '1 day' where id = (select id from tests.victim);
+
+delete from tests.victim;
+insert into tests.victim select id, after from public.audit_log order by id desc limit 1;
+delete from public.audit_log where id = (select id from tests.victim);
+select is(private.verify_audit_chain(), (select id from tests.victim),
+  'cutting the newest entry is detected: the head still expects it');
+
+create table tests.middle as
+  select id from public.audit_log where action = 'invitation.revoked' order by id desc limit 1;
+delete from public.audit_log where id = (select id from tests.middle);
+select is(private.verify_audit_chain(), (select min(id) from public.audit_log where id > (select id from tests.middle)),
+  'deleting an entry in the middle breaks the link of the entry after it, which is reported first');
+alter table public.audit_log enable trigger audit_log_append_only;
+
+select * from finish();
+rollback;
