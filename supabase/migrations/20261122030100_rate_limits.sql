@@ -70,8 +70,10 @@ begin
   insert into private.rate_limit_buckets as b (key, tat)
   values (bucket_key, at + emission * cost)
   on conflict (key) do update
-    set tat = greatest(b.tat, at) + emission * cost
-    where greatest(b.tat, at) + emission * cost <= at + emission * capacity
+    -- The clock is read again here, after the bucket row is locked: a call that queued
+    -- behind others must not be judged by the time it arrived.
+    set tat = greatest(b.tat, private.now()) + emission * cost
+    where greatest(b.tat, private.now()) + emission * cost <= private.now() + emission * capacity
   returning true into allowed;
 
   if allowed is null then

@@ -451,7 +451,8 @@ begin
   for h in
     select c.id, c.amount from public.credit_holds c
     where c.account_id = shrink_holds.account_id and c.status = 'held' and c.amount > 0
-    order by c.created_at desc, c.seq desc
+    -- Holds past their time (not yet released by the sweeper) give way first, then the newest.
+    order by (c.expires_at <= private.now()) desc, c.created_at desc, c.seq desc
     for update
   loop
     exit when excess <= 0;
@@ -463,7 +464,7 @@ begin
 end
 $$;
 comment on function private.shrink_holds(uuid) is
-  'After credits left the wallet without a charge (expiry, clawback), shrinks the newest open holds so that held never exceeds the balance.';
+  'After credits left the wallet without a charge (expiry, clawback), shrinks open holds (lapsed ones first, then the newest) so that held never exceeds the balance.';
 
 create or replace function private.expire_account_grants(account_id uuid)
 returns integer
