@@ -21,6 +21,12 @@ export type Database = {
       foreignKeyName: "account_invitations_account_id_fkey"
       columns: ["account_id"]
 isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "account_invitations_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
       referencedRelation: "accounts"
       referencedColumns: ["id"]
     },{
@@ -44,6 +50,12 @@ isOneToOne: false
                   }
                   Relationships: [
                     {
+      foreignKeyName: "account_members_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
       foreignKeyName: "account_members_account_id_fkey"
       columns: ["account_id"]
 isOneToOne: false
@@ -87,6 +99,12 @@ isOneToOne: false
       foreignKeyName: "api_keys_account_id_fkey"
       columns: ["account_id"]
 isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "api_keys_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
       referencedRelation: "accounts"
       referencedColumns: ["id"]
     }
@@ -119,6 +137,32 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"billing_customers": {
+                  Row: {
+                    "account_id": string,"created_at": string,"email": string | null,"generation": number,"livemode": boolean | null,"status": string,"stripe_customer_id": string | null,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"created_at"?: string,"email"?: string | null,"generation"?: number,"livemode"?: boolean | null,"status"?: string,"stripe_customer_id"?: string | null,"updated_at"?: string
+                  }
+                  Update: {
+                    "account_id"?: string,"created_at"?: string,"email"?: string | null,"generation"?: number,"livemode"?: boolean | null,"status"?: string,"stripe_customer_id"?: string | null,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "billing_customers_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: true
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "billing_customers_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: true
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"credit_balances": {
                   Row: {
                     "account_id": string,"available": number | null,"balance": number,"held": number,"low_balance_since": string | null,"next_expiry_at": string | null,"updated_at": string
@@ -132,6 +176,12 @@ isOneToOne: false
                   }
                   Relationships: [
                     {
+      foreignKeyName: "credit_balances_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: true
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
       foreignKeyName: "credit_balances_account_id_fkey"
       columns: ["account_id"]
 isOneToOne: true
@@ -155,6 +205,12 @@ isOneToOne: true
       foreignKeyName: "credit_grants_account_id_fkey"
       columns: ["account_id"]
 isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "credit_grants_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
       referencedRelation: "accounts"
       referencedColumns: ["id"]
     }
@@ -172,6 +228,12 @@ isOneToOne: false
                   }
                   Relationships: [
                     {
+      foreignKeyName: "credit_holds_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
       foreignKeyName: "credit_holds_account_id_fkey"
       columns: ["account_id"]
 isOneToOne: false
@@ -204,6 +266,12 @@ isOneToOne: false
                   }
                   Relationships: [
                     {
+      foreignKeyName: "credit_ledger_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
       foreignKeyName: "credit_ledger_account_id_fkey"
       columns: ["account_id"]
 isOneToOne: false
@@ -256,6 +324,32 @@ isOneToOne: false
                   }
                   Relationships: [
                     
+                  ]
+                },"payments": {
+                  Row: {
+                    "account_id": string,"amount": number,"amount_refunded": number,"billing_reason": string | null,"created_at": string,"credit_adjustments": number,"credits_clawed_back": number,"credits_due": number,"credits_granted": number,"currency": string,"dispute_status": string | null,"expected_amount": number | null,"flagged_reason": string | null,"grant_id": string | null,"id": string,"invoice_pdf": string | null,"invoice_url": string | null,"item_key": string | null,"kind": string,"livemode": boolean | null,"paid_at": string | null,"period_end": string | null,"period_start": string | null,"quantity": number,"receipt_url": string | null,"settlement": string,"status": string,"stripe_charge_id": string | null,"stripe_checkout_session_id": string | null,"stripe_customer_id": string | null,"stripe_dispute_id": string | null,"stripe_invoice_id": string | null,"stripe_payment_intent_id": string | null,"stripe_subscription_id": string | null,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"amount"?: number,"amount_refunded"?: number,"billing_reason"?: string | null,"created_at"?: string,"credit_adjustments"?: number,"credits_clawed_back"?: number,"credits_due"?: number,"credits_granted"?: number,"currency"?: string,"dispute_status"?: string | null,"expected_amount"?: number | null,"flagged_reason"?: string | null,"grant_id"?: string | null,"id"?: string,"invoice_pdf"?: string | null,"invoice_url"?: string | null,"item_key"?: string | null,"kind": string,"livemode"?: boolean | null,"paid_at"?: string | null,"period_end"?: string | null,"period_start"?: string | null,"quantity"?: number,"receipt_url"?: string | null,"settlement"?: string,"status"?: string,"stripe_charge_id"?: string | null,"stripe_checkout_session_id"?: string | null,"stripe_customer_id"?: string | null,"stripe_dispute_id"?: string | null,"stripe_invoice_id"?: string | null,"stripe_payment_intent_id"?: string | null,"stripe_subscription_id"?: string | null,"updated_at"?: string
+                  }
+                  Update: {
+                    "account_id"?: string,"amount"?: number,"amount_refunded"?: number,"billing_reason"?: string | null,"created_at"?: string,"credit_adjustments"?: number,"credits_clawed_back"?: number,"credits_due"?: number,"credits_granted"?: number,"currency"?: string,"dispute_status"?: string | null,"expected_amount"?: number | null,"flagged_reason"?: string | null,"grant_id"?: string | null,"id"?: string,"invoice_pdf"?: string | null,"invoice_url"?: string | null,"item_key"?: string | null,"kind"?: string,"livemode"?: boolean | null,"paid_at"?: string | null,"period_end"?: string | null,"period_start"?: string | null,"quantity"?: number,"receipt_url"?: string | null,"settlement"?: string,"status"?: string,"stripe_charge_id"?: string | null,"stripe_checkout_session_id"?: string | null,"stripe_customer_id"?: string | null,"stripe_dispute_id"?: string | null,"stripe_invoice_id"?: string | null,"stripe_payment_intent_id"?: string | null,"stripe_subscription_id"?: string | null,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "payments_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "payments_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    }
                   ]
                 },"permissions": {
                   Row: {
@@ -353,6 +447,76 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"subscription_history": {
+                  Row: {
+                    "account_id": string,"cancel_at_period_end": boolean,"id": number,"new_plan_key": string | null,"new_status": string,"occurred_at": string,"old_plan_key": string | null,"old_status": string | null,"reason": string,"recorded_at": string,"stripe_event_id": string | null,"stripe_event_type": string | null,"stripe_subscription_id": string,"subscription_id": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"cancel_at_period_end"?: boolean,"id"?: never,"new_plan_key"?: string | null,"new_status": string,"occurred_at": string,"old_plan_key"?: string | null,"old_status"?: string | null,"reason": string,"recorded_at"?: string,"stripe_event_id"?: string | null,"stripe_event_type"?: string | null,"stripe_subscription_id": string,"subscription_id": string
+                  }
+                  Update: {
+                    "account_id"?: string,"cancel_at_period_end"?: boolean,"id"?: never,"new_plan_key"?: string | null,"new_status"?: string,"occurred_at"?: string,"old_plan_key"?: string | null,"old_status"?: string | null,"reason"?: string,"recorded_at"?: string,"stripe_event_id"?: string | null,"stripe_event_type"?: string | null,"stripe_subscription_id"?: string,"subscription_id"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "subscription_history_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "subscription_history_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "subscription_history_subscription_id_fkey"
+      columns: ["subscription_id"]
+isOneToOne: false
+      referencedRelation: "subscriptions"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"subscriptions": {
+                  Row: {
+                    "account_id": string,"cancel_at": string | null,"cancel_at_period_end": boolean,"canceled_at": string | null,"created_at": string,"current_period_end": string | null,"current_period_start": string | null,"ended_at": string | null,"id": string,"last_event_created": string,"last_event_id": string,"last_event_type": string,"livemode": boolean | null,"metadata": NonNullable<Json>,"plan_key": string | null,"quantity": number,"status": string,"stripe_customer_id": string | null,"stripe_price_id": string | null,"stripe_subscription_id": string,"trial_end": string | null,"trial_start": string | null,"updated_at": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"cancel_at"?: string | null,"cancel_at_period_end"?: boolean,"canceled_at"?: string | null,"created_at"?: string,"current_period_end"?: string | null,"current_period_start"?: string | null,"ended_at"?: string | null,"id"?: string,"last_event_created": string,"last_event_id": string,"last_event_type": string,"livemode"?: boolean | null,"metadata"?: NonNullable<Json>,"plan_key"?: string | null,"quantity"?: number,"status": string,"stripe_customer_id"?: string | null,"stripe_price_id"?: string | null,"stripe_subscription_id": string,"trial_end"?: string | null,"trial_start"?: string | null,"updated_at"?: string
+                  }
+                  Update: {
+                    "account_id"?: string,"cancel_at"?: string | null,"cancel_at_period_end"?: boolean,"canceled_at"?: string | null,"created_at"?: string,"current_period_end"?: string | null,"current_period_start"?: string | null,"ended_at"?: string | null,"id"?: string,"last_event_created"?: string,"last_event_id"?: string,"last_event_type"?: string,"livemode"?: boolean | null,"metadata"?: NonNullable<Json>,"plan_key"?: string | null,"quantity"?: number,"status"?: string,"stripe_customer_id"?: string | null,"stripe_price_id"?: string | null,"stripe_subscription_id"?: string,"trial_end"?: string | null,"trial_start"?: string | null,"updated_at"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "subscriptions_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "subscriptions_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "subscriptions_plan_key_fkey"
+      columns: ["plan_key"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["plan_key"]
+    },{
+      foreignKeyName: "subscriptions_plan_key_fkey"
+      columns: ["plan_key"]
+isOneToOne: false
+      referencedRelation: "plans"
+      referencedColumns: ["key"]
+    }
+                  ]
                 },"usage_events": {
                   Row: {
                     "account_id": string,"action": string,"api_key_id": string | null,"created_at": string,"credits_charged": number,"hold_id": string | null,"id": string,"idempotency_key": string | null,"metadata": NonNullable<Json>,"quantity": number,"user_id": string | null
@@ -366,6 +530,12 @@ isOneToOne: false
                   }
                   Relationships: [
                     {
+      foreignKeyName: "usage_events_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
       foreignKeyName: "usage_events_account_id_fkey"
       columns: ["account_id"]
 isOneToOne: false
@@ -407,10 +577,32 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"webhook_events": {
+                  Row: {
+                    "api_version": string | null,"attempts": number,"error": string | null,"event_created": string | null,"event_id": string,"id": number,"livemode": boolean | null,"payload": NonNullable<Json>,"processed_at": string | null,"provider": string,"received_at": string,"status": string,"type": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "api_version"?: string | null,"attempts"?: number,"error"?: string | null,"event_created"?: string | null,"event_id": string,"id"?: never,"livemode"?: boolean | null,"payload": NonNullable<Json>,"processed_at"?: string | null,"provider"?: string,"received_at"?: string,"status": string,"type": string
+                  }
+                  Update: {
+                    "api_version"?: string | null,"attempts"?: number,"error"?: string | null,"event_created"?: string | null,"event_id"?: string,"id"?: never,"livemode"?: boolean | null,"payload"?: NonNullable<Json>,"processed_at"?: string | null,"provider"?: string,"received_at"?: string,"status"?: string,"type"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
                 }
           }
           Views: {
-            [_ in never]: never
+            "account_entitlements": {
+                  Row: {
+                    "account_id": string,"cancel_at_period_end": boolean | null,"current_period_end": string | null,"current_period_start": string | null,"features": NonNullable<Json>,"included_credits": number,"limits": NonNullable<Json>,"max_members": number | null,"plan_key": string,"plan_name": string,"status": string | null,"stripe_subscription_id": string | null,"tier": number,"trial_end": string | null
+                  }
+                  ComputedFields: never
+                  Relationships: [
+                    
+                  ]
+                }
           }
           Functions: {
             "accept_invitation":
@@ -418,6 +610,12 @@ isOneToOne: false
                            },
 "admin_adjust_credits":
 { Args: { "account_id": string,"delta": number,"idempotency_key"?: string,"reason": string }; Returns: Json
+                           },
+"begin_checkout":
+{ Args: { "account_id": string,"credit_pack"?: string,"plan"?: string,"quantity"?: number }; Returns: Json
+                           },
+"billing_portal_customer":
+{ Args: { "account_id": string }; Returns: string
                            },
 "capture_credits":
 { Args: { "hold_id": string,"quantity"?: number }; Returns: Json
