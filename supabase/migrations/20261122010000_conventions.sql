@@ -32,16 +32,20 @@ revoke all on schema private from public;
 -- ---------------------------------------------------------------------------
 -- The clock
 -- ---------------------------------------------------------------------------
+-- Hot-path helpers are plpgsql, not sql: a sql function with a SET clause is never
+-- inlined, and PostgreSQL 15 re-plans its body on every call; plpgsql keeps its plans.
 create or replace function private.now()
 returns timestamptz
-language sql
+language plpgsql
 volatile
 set search_path = ''
 as $$
-  select coalesce(
+begin
+  return coalesce(
     nullif(pg_catalog.current_setting('ledgerbase.now', true), '')::timestamptz,
     pg_catalog.clock_timestamp()
-  )
+  );
+end
 $$;
 comment on function private.now() is
   'The current time for business rules (expiry, rate limits, invitations). Tests freeze it with set_config(''ledgerbase.now'', ..., true); clients cannot, as no exposed function sets configuration.';

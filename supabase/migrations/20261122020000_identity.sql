@@ -47,11 +47,13 @@ on conflict (key) do nothing;
 
 create function private.setting(key text)
 returns jsonb
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select s.value from private.settings s where s.key = setting.key
+begin
+  return (select s.value from private.settings s where s.key = setting.key);
+end
 $$;
 comment on function private.setting(text) is
   'The value of a setting, or null when the row does not exist (callers supply their default).';
@@ -123,41 +125,53 @@ on conflict (name) do nothing;
 
 create function private.is_reserved_name(name text)
 returns boolean
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select exists (select 1 from private.reserved_names r where r.name = lower(is_reserved_name.name))
+begin
+  return (
+    select exists (select 1 from private.reserved_names r where r.name = lower(is_reserved_name.name))
+  );
+end
 $$;
 comment on function private.is_reserved_name(text) is 'True when the word is reserved (case-insensitive).';
 
 create function private.username_problem(username text)
 returns text
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select case
-    when username_problem.username is null then null
-    when username_problem.username !~ '^[a-z0-9_]{3,30}$' then '3 to 30 characters among a-z, 0-9 and _'
-    when private.is_reserved_name(username_problem.username) then 'this username is reserved'
-  end
+begin
+  return (
+    select case
+      when username_problem.username is null then null
+      when username_problem.username !~ '^[a-z0-9_]{3,30}$' then '3 to 30 characters among a-z, 0-9 and _'
+      when private.is_reserved_name(username_problem.username) then 'this username is reserved'
+    end
+  );
+end
 $$;
 comment on function private.username_problem(text) is
   'Why a (lower-cased) username is not acceptable, or null when it is. Availability is checked separately.';
 
 create function private.slug_problem(slug text)
 returns text
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select case
-    when slug_problem.slug is null then 'a team account needs a slug'
-    when slug_problem.slug !~ '^[a-z0-9][a-z0-9-]{1,46}[a-z0-9]$'
-      then '3 to 48 characters among a-z, 0-9 and -, starting and ending with a letter or digit'
-    when private.is_reserved_name(slug_problem.slug) then 'this slug is reserved'
-  end
+begin
+  return (
+    select case
+      when slug_problem.slug is null then 'a team account needs a slug'
+      when slug_problem.slug !~ '^[a-z0-9][a-z0-9-]{1,46}[a-z0-9]$'
+        then '3 to 48 characters among a-z, 0-9 and -, starting and ending with a letter or digit'
+      when private.is_reserved_name(slug_problem.slug) then 'this slug is reserved'
+    end
+  );
+end
 $$;
 comment on function private.slug_problem(text) is
   'Why a (lower-cased) team slug is not acceptable, or null when it is. Availability is checked separately.';
@@ -468,50 +482,57 @@ create policy "Clients never access signup referral codes" on private.signup_ref
 -- ---------------------------------------------------------------------------
 create function public.has_permission(account_id uuid, permission text)
 returns boolean
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  select exists (
+begin
+  return exists (
     select 1
     from public.account_members m
     join public.role_permissions rp on rp.role = m.role
     where m.account_id = has_permission.account_id
       and m.user_id = (select auth.uid())
       and rp.permission = has_permission.permission
-  )
+  );
+end
 $$;
 comment on function public.has_permission(uuid, text) is
   'Whether the current user (auth.uid()) holds the permission in the account through their membership role.';
 
 create function public.is_staff_admin()
 returns boolean
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-  select exists (
+begin
+  return exists (
     select 1 from public.user_roles r
     where r.user_id = (select auth.uid()) and r.role = 'admin'
-  )
+  );
+end
 $$;
 comment on function public.is_staff_admin() is 'Whether the current user is a staff admin of the operator (public.user_roles).';
 
 create function public.user_account_ids(permission text default null)
 returns setof uuid
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
+begin
+  return query
   select m.account_id
   from public.account_members m
   where m.user_id = (select auth.uid())
     and (user_account_ids.permission is null
          or exists (select 1 from public.role_permissions rp
-                    where rp.role = m.role and rp.permission = user_account_ids.permission))
+                    where rp.role = m.role and rp.permission = user_account_ids.permission));
+end
 $$;
 comment on function public.user_account_ids(text) is
   'The accounts of the current user, or only those where they hold the permission. For policies: `account_id in (select public.user_account_ids(''credits.read''))` is evaluated once per query.';
@@ -569,24 +590,32 @@ comment on function private.lock_account(uuid) is
 
 create function private.role_rank(role text)
 returns integer
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select r.rank from public.roles r where r.key = role_rank.role
+begin
+  return (
+    select r.rank from public.roles r where r.key = role_rank.role
+  );
+end
 $$;
 comment on function private.role_rank(text) is 'The rank of a role, null when the role does not exist.';
 
 create function private.caller_rank(account_id uuid)
 returns integer
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select r.rank
-  from public.account_members m
-  join public.roles r on r.key = m.role
-  where m.account_id = caller_rank.account_id and m.user_id = auth.uid()
+begin
+  return (
+    select r.rank
+    from public.account_members m
+    join public.roles r on r.key = m.role
+    where m.account_id = caller_rank.account_id and m.user_id = auth.uid()
+  );
+end
 $$;
 comment on function private.caller_rank(uuid) is 'The rank of the current user''s role in the account, null when not a member.';
 

@@ -130,12 +130,16 @@ comment on function private.rate_limit(text, uuid, jsonb) is
 
 create or replace function private.request_ip()
 returns text
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select nullif(pg_catalog.btrim(pg_catalog.split_part(
-    nullif(pg_catalog.current_setting('request.headers', true), '')::jsonb ->> 'x-forwarded-for', ',', 1)), '')
+begin
+  return (
+    select nullif(pg_catalog.btrim(pg_catalog.split_part(
+      nullif(pg_catalog.current_setting('request.headers', true), '')::jsonb ->> 'x-forwarded-for', ',', 1)), '')
+  );
+end
 $$;
 comment on function private.request_ip() is 'The client IP of the current API request (first x-forwarded-for hop), or null outside a request.';
 

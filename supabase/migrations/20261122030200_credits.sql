@@ -218,13 +218,15 @@ create trigger usage_events_no_truncate before truncate on public.usage_events
 -- ---------------------------------------------------------------------------
 create or replace function private.is_trusted_caller()
 returns boolean
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
+begin
   -- The API roles a client can be; anything else is a server: service_role, or a
   -- function connected as postgres (the usage function after checking an API key).
-  select pg_catalog.current_setting('role') not in ('anon', 'authenticated')
+  return pg_catalog.current_setting('role') not in ('anon', 'authenticated');
+end
 $$;
 comment on function private.is_trusted_caller() is
   'True for servers (service_role, or a direct database connection), false for anon and signed-in users, whose permissions are checked.';
@@ -251,22 +253,26 @@ comment on function private.authorize_wallet(uuid, text) is
 
 create or replace function private.actor_role()
 returns text
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select case when pg_catalog.current_setting('role') in ('anon', 'authenticated', 'service_role')
-              then pg_catalog.current_setting('role') else 'system' end
+begin
+  return case when pg_catalog.current_setting('role') in ('anon', 'authenticated', 'service_role')
+              then pg_catalog.current_setting('role') else 'system' end;
+end
 $$;
 comment on function private.actor_role() is 'The role recorded as actor of a change: authenticated, service_role or system.';
 
 create or replace function private.credit_cost(quantity bigint, credits bigint, unit_size integer)
 returns bigint
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select (quantity * credits + unit_size - 1) / unit_size
+begin
+  return (quantity * credits + unit_size - 1) / unit_size;
+end
 $$;
 comment on function private.credit_cost(bigint, bigint, integer) is 'ceil(quantity * credits / unit_size) in integer arithmetic.';
 
@@ -316,11 +322,13 @@ comment on function private.check_usage_arguments(integer, text, jsonb) is 'Vali
 -- ---------------------------------------------------------------------------
 create or replace function private.low_balance_threshold()
 returns bigint
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select coalesce((private.setting('low_balance_threshold') #>> '{}')::bigint, 0)
+begin
+  return coalesce((private.setting('low_balance_threshold') #>> '{}')::bigint, 0);
+end
 $$;
 comment on function private.low_balance_threshold() is 'The low_balance_threshold setting (0 when unset).';
 
@@ -404,6 +412,17 @@ declare
   taken bigint;
 begin
   if amount <= 0 then
+    return;
+  end if;
+  -- Nearly always the first lot in draw-down order covers the charge: take it from there.
+  update public.credit_grants g set remaining = g.remaining - draw_down.amount
+  where g.id = (select f.id from public.credit_grants f
+                where f.account_id = draw_down.account_id and f.remaining > 0
+                  and (f.expires_at is null or f.expires_at > at)
+                order by f.expires_at, f.paid, f.created_at, f.seq
+                limit 1)
+    and g.remaining >= draw_down.amount;
+  if found then
     return;
   end if;
   with lots as (

@@ -86,26 +86,30 @@ on conflict (singleton) do nothing;
 -- ---------------------------------------------------------------------------
 create or replace function private.audit_entry_hash(entry public.audit_log)
 returns text
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
   -- jsonb prints keys in a fixed order; the time is printed in UTC so the digest does not
   -- depend on the session's TimeZone.
-  select pg_catalog.encode(extensions.digest(entry.prev_hash || pg_catalog.jsonb_build_object(
-    'id', entry.id,
-    'occurred_at', pg_catalog.to_char(entry.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-    'actor_user_id', entry.actor_user_id,
-    'actor_role', entry.actor_role,
-    'account_id', entry.account_id,
-    'action', entry.action,
-    'entity', entry.entity,
-    'entity_id', entry.entity_id,
-    'before', entry.before,
-    'after', entry.after,
-    'ip', entry.ip,
-    'user_agent', entry.user_agent
-  )::text, 'sha256'), 'hex')
+begin
+  return (
+    select pg_catalog.encode(extensions.digest(entry.prev_hash || pg_catalog.jsonb_build_object(
+      'id', entry.id,
+      'occurred_at', pg_catalog.to_char(entry.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+      'actor_user_id', entry.actor_user_id,
+      'actor_role', entry.actor_role,
+      'account_id', entry.account_id,
+      'action', entry.action,
+      'entity', entry.entity,
+      'entity_id', entry.entity_id,
+      'before', entry.before,
+      'after', entry.after,
+      'ip', entry.ip,
+      'user_agent', entry.user_agent
+    )::text, 'sha256'), 'hex')
+  );
+end
 $$;
 comment on function private.audit_entry_hash(public.audit_log) is
   'sha256 (hex) of prev_hash followed by the canonical JSON of the entry (every column but hash, time in UTC).';
@@ -195,11 +199,15 @@ comment on function private.verify_audit_chain() is
 -- ---------------------------------------------------------------------------
 create or replace function private.request_header(name text)
 returns text
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select nullif(pg_catalog.current_setting('request.headers', true), '')::jsonb ->> lower(request_header.name)
+begin
+  return (
+    select nullif(pg_catalog.current_setting('request.headers', true), '')::jsonb ->> lower(request_header.name)
+  );
+end
 $$;
 comment on function private.request_header(text) is 'A header of the current API request (request.headers, lower-case names), or null outside a request.';
 

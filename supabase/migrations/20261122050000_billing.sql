@@ -270,11 +270,15 @@ create policy "Users can read active plans, their subscribed plans, and staff ad
 -- ---------------------------------------------------------------------------
 create or replace function private.is_live_subscription_status(status text)
 returns boolean
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select status in ('trialing', 'active', 'past_due')
+begin
+  return (
+    select status in ('trialing', 'active', 'past_due')
+  );
+end
 $$;
 comment on function private.is_live_subscription_status(text) is
   'Whether a Stripe subscription status entitles the account to its plan: trialing, active, past_due (Stripe is still collecting). incomplete, incomplete_expired, unpaid, paused and canceled do not.';
@@ -286,35 +290,36 @@ create or replace function private.account_plan(
   out period_start timestamptz,
   out period_end timestamptz
 )
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
+declare
+  at timestamptz := private.now();
+  live_start timestamptz;
+  live_end timestamptz;
+begin
   -- The live subscription with the highest tier (an account normally has one), else free.
-  -- Its period is the subscription's current period while now is inside it; otherwise (free,
-  -- or a renewal event not yet received) the calendar month in UTC.
-  with live as (
-    select s.plan_key, s.current_period_start, s.current_period_end
-    from public.subscriptions s
-    join public.plans p on p.key = s.plan_key
-    where s.account_id = account_plan.account_id
-      and s.status in ('trialing', 'active', 'past_due')
-    order by p.tier desc, s.current_period_end desc nulls last
-    limit 1
-  ), chosen as (
-    select coalesce((select l.plan_key from live l), 'free') as key
-  ), now_ as (
-    select private.now() as at
-  )
-  select p.key, p.limits,
-         case when l.current_period_start <= n.at and n.at < l.current_period_end then l.current_period_start
-              else pg_catalog.date_trunc('month', n.at, 'UTC') end,
-         case when l.current_period_start <= n.at and n.at < l.current_period_end then l.current_period_end
-              else pg_catalog.date_trunc('month', n.at, 'UTC') + interval '1 month' end
-  from chosen c
-  cross join now_ n
-  join public.plans p on p.key = c.key
-  left join live l on true
+  select s.plan_key, s.current_period_start, s.current_period_end
+    into plan_key, live_start, live_end
+  from public.subscriptions s
+  join public.plans p on p.key = s.plan_key
+  where s.account_id = account_plan.account_id
+    and s.status in ('trialing', 'active', 'past_due')
+  order by p.tier desc, s.current_period_end desc nulls last
+  limit 1;
+  plan_key := coalesce(plan_key, 'free');
+  select p.limits into limits from public.plans p where p.key = plan_key;
+  -- Its period is the subscription's current period while now is inside it; otherwise
+  -- (free, or a renewal event not yet received) the calendar month in UTC.
+  if live_start <= at and at < live_end then
+    period_start := live_start;
+    period_end := live_end;
+  else
+    period_start := pg_catalog.date_trunc('month', at, 'UTC');
+    period_end := period_start + interval '1 month';
+  end if;
+end
 $$;
 comment on function private.account_plan(uuid) is
   'The plan an account is on now (its live subscription''s plan, else free), the plan''s limits and the current billing period (the subscription''s current period, else the calendar month in UTC). The one place that decides it: quotas and rate-limit overrides read it.';
@@ -357,11 +362,15 @@ grant select on public.account_entitlements to authenticated, service_role;
 -- ---------------------------------------------------------------------------
 create or replace function private.customer_idempotency_key(account_id uuid, generation integer)
 returns text
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select 'customer-create:' || account_id::text || case when generation > 1 then ':' || generation::text else '' end
+begin
+  return (
+    select 'customer-create:' || account_id::text || case when generation > 1 then ':' || generation::text else '' end
+  );
+end
 $$;
 comment on function private.customer_idempotency_key(uuid, integer) is
   'The Stripe Idempotency-Key for creating an account''s customer: customer-create:<account_id> (then :<generation> after a deleted customer).';

@@ -96,36 +96,48 @@ create policy "Clients never access Stripe object versions" on private.stripe_ob
 -- ---------------------------------------------------------------------------
 create or replace function private.stripe_ts(value jsonb)
 returns timestamptz
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
   -- Stripe timestamps are unix seconds.
-  select case when pg_catalog.jsonb_typeof(value) = 'number' then pg_catalog.to_timestamp((value #>> '{}')::double precision) end
+begin
+  return (
+    select case when pg_catalog.jsonb_typeof(value) = 'number' then pg_catalog.to_timestamp((value #>> '{}')::double precision) end
+  );
+end
 $$;
 comment on function private.stripe_ts(jsonb) is 'A Stripe timestamp (unix seconds) as timestamptz; null for JSON null or a missing field.';
 
 create or replace function private.stripe_id(value jsonb)
 returns text
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
   -- An expandable field: the id as a string, or the expanded object's id.
-  select case pg_catalog.jsonb_typeof(value)
-           when 'string' then value #>> '{}'
-           when 'object' then value ->> 'id'
-         end
+begin
+  return (
+    select case pg_catalog.jsonb_typeof(value)
+             when 'string' then value #>> '{}'
+             when 'object' then value ->> 'id'
+           end
+  );
+end
 $$;
 comment on function private.stripe_id(jsonb) is 'The id of an expandable Stripe field (a string, or an expanded object), else null.';
 
 create or replace function private.stripe_uuid(value text)
 returns uuid
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select case when value ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then value::uuid end
+begin
+  return (
+    select case when value ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then value::uuid end
+  );
+end
 $$;
 comment on function private.stripe_uuid(text) is 'The text as a uuid, or null when it is not one (metadata is free text).';
 
@@ -163,33 +175,41 @@ comment on function private.stripe_account(text[], text) is
 -- ---------------------------------------------------------------------------
 create or replace function private.stripe_subscription_status_rank(status text)
 returns integer
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select case status
-    when 'incomplete' then 1 when 'trialing' then 2 when 'active' then 3 when 'paused' then 4
-    when 'past_due' then 5 when 'unpaid' then 6 when 'incomplete_expired' then 7 when 'canceled' then 8
-    else 0 end
+begin
+  return (
+    select case status
+      when 'incomplete' then 1 when 'trialing' then 2 when 'active' then 3 when 'paused' then 4
+      when 'past_due' then 5 when 'unpaid' then 6 when 'incomplete_expired' then 7 when 'canceled' then 8
+      else 0 end
+  );
+end
 $$;
 comment on function private.stripe_subscription_status_rank(text) is
   'Lifecycle precedence of subscription statuses, for same-second ties: the status further along wins.';
 
 create or replace function private.stripe_event_type_rank(type text)
 returns integer
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select case
-    when type like '%.trial_will_end' then 1
-    when type like '%.created' then 2
-    when type like '%.updated' then 3
-    when type like '%.resumed' then 4
-    when type like '%.paused' then 5
-    when type like '%.closed' then 6
-    when type like '%.deleted' then 7
-    else 0 end
+begin
+  return (
+    select case
+      when type like '%.trial_will_end' then 1
+      when type like '%.created' then 2
+      when type like '%.updated' then 3
+      when type like '%.resumed' then 4
+      when type like '%.paused' then 5
+      when type like '%.closed' then 6
+      when type like '%.deleted' then 7
+      else 0 end
+  );
+end
 $$;
 comment on function private.stripe_event_type_rank(text) is
   'Precedence of event types on the same object in the same second: trial_will_end < created < updated < resumed < paused < closed < deleted.';
@@ -488,11 +508,15 @@ comment on function private.stripe_subscription_event(jsonb, jsonb) is
 
 create or replace function private.is_terminal_subscription_status(status text)
 returns boolean
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select status in ('canceled', 'incomplete_expired')
+begin
+  return (
+    select status in ('canceled', 'incomplete_expired')
+  );
+end
 $$;
 comment on function private.is_terminal_subscription_status(text) is 'Statuses a Stripe subscription never leaves: canceled, incomplete_expired.';
 
@@ -501,36 +525,48 @@ comment on function private.is_terminal_subscription_status(text) is 'Statuses a
 -- ---------------------------------------------------------------------------
 create or replace function private.settlement_rank(settlement text)
 returns integer
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select case settlement when 'pending' then 0 when 'failed' then 1 when 'paid' then 2 end
+begin
+  return (
+    select case settlement when 'pending' then 0 when 'failed' then 1 when 'paid' then 2 end
+  );
+end
 $$;
 comment on function private.settlement_rank(text) is 'pending < failed < paid: a payment''s settlement only moves up.';
 
 create or replace function private.dispute_holds_credits(status text)
 returns boolean
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select status in ('warning_needs_response', 'warning_under_review', 'needs_response', 'under_review', 'lost')
+begin
+  return (
+    select status in ('warning_needs_response', 'warning_under_review', 'needs_response', 'under_review', 'lost')
+  );
+end
 $$;
 comment on function private.dispute_holds_credits(text) is
   'Dispute statuses during which (or after which) the disputed payment''s credits stay clawed back: open disputes and inquiries, and lost. won, warning_closed and prevented give them back.';
 
 create or replace function private.dispute_status_rank(status text)
 returns integer
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select case
-    when status in ('warning_needs_response', 'needs_response') then 1
-    when status in ('warning_under_review', 'under_review') then 2
-    when status in ('won', 'lost', 'warning_closed', 'prevented') then 3
-    else 0 end
+begin
+  return (
+    select case
+      when status in ('warning_needs_response', 'needs_response') then 1
+      when status in ('warning_under_review', 'under_review') then 2
+      when status in ('won', 'lost', 'warning_closed', 'prevented') then 3
+      else 0 end
+  );
+end
 $$;
 comment on function private.dispute_status_rank(text) is 'Lifecycle precedence of dispute statuses, for same-second ties.';
 
@@ -714,16 +750,20 @@ comment on function private.upsert_payment(uuid, text, text, text, jsonb) is
 
 create or replace function private.check_amount(expected bigint, expected_currency text, charged bigint, charged_currency text)
 returns text
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select case
-    when charged_currency is distinct from expected_currency then
-      pg_catalog.format('currency_mismatch: expected %s, got %s', expected_currency, coalesce(charged_currency, 'none'))
-    when charged is distinct from expected then
-      pg_catalog.format('amount_mismatch: expected %s %s, got %s', expected, expected_currency, coalesce(charged::text, 'none'))
-  end
+begin
+  return (
+    select case
+      when charged_currency is distinct from expected_currency then
+        pg_catalog.format('currency_mismatch: expected %s, got %s', expected_currency, coalesce(charged_currency, 'none'))
+      when charged is distinct from expected then
+        pg_catalog.format('amount_mismatch: expected %s %s, got %s', expected, expected_currency, coalesce(charged::text, 'none'))
+    end
+  );
+end
 $$;
 comment on function private.check_amount(bigint, text, bigint, text) is 'Null when the charged amount and currency match the catalog; otherwise why they do not (the payment''s flagged_reason).';
 
@@ -799,12 +839,16 @@ comment on function private.stripe_checkout_event(jsonb, jsonb) is
 -- ---------------------------------------------------------------------------
 create or replace function private.stripe_line_price(line jsonb)
 returns text
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
   -- basil+: pricing.price_details.price; older API versions: price (or plan).
-  select coalesce(line -> 'pricing' -> 'price_details' ->> 'price', private.stripe_id(line -> 'price'), line -> 'plan' ->> 'id')
+begin
+  return (
+    select coalesce(line -> 'pricing' -> 'price_details' ->> 'price', private.stripe_id(line -> 'price'), line -> 'plan' ->> 'id')
+  );
+end
 $$;
 comment on function private.stripe_line_price(jsonb) is 'The price id of an invoice line on any API version.';
 
