@@ -13,6 +13,7 @@ import { Cluster, ensurePackages, freePort, pgBin } from "./lib/postgres.ts";
 import { local, root } from "./lib/paths.ts";
 import { must, run } from "./lib/proc.ts";
 import { pushMigrations } from "./lib/supabase.ts";
+import { runWebhookBench, type WebhookBenchResult } from "../supabase/functions/stripe-webhook/bench.ts";
 
 const benchDir = join(root, "bench");
 const ACCOUNTS = 10_000;
@@ -23,7 +24,7 @@ const usage = `usage: npm run bench [-- options]
 
   --duration=S   seconds per side of each pair (default 20), run as two ABBA rounds
   --clients=N    pgbench clients (default 32; threads: ${THREADS})
-  --only=LIST    pairs to run (comma list): hot, spread, ratelimit, policy, ledger
+  --only=LIST    pairs to run (comma list): hot, spread, ratelimit, policy, ledger, webhook
   --apply=FILES  after the data is ready, run these SQL files (comma list) as postgres,
                  e.g. candidate functions made with create or replace (bench/experiments/)
   --profile      afterwards, profile consume_credits: per-statement times with
@@ -120,7 +121,11 @@ async function benchMain(): Promise<void> {
   const duration = positiveInt(flags.duration ?? "20", "--duration");
   const clients = positiveInt(flags.clients ?? "32", "--clients");
   const only = typeof flags.only === "string" ? new Set(flags.only.split(",")) : null;
-  for (const k of only ?? []) if (!pairs.some((p) => p.key === k)) throw new UserError(`unknown pair "${k}"`, usage);
+  for (const k of only ?? []) {
+    if (k !== "webhook" && !pairs.some((p) => p.key === k)) throw new UserError(`unknown pair "${k}"`, usage);
+  }
+  const withWebhook = !only || only.has("webhook");
+  let webhook: WebhookBenchResult | null = null;
   const chosen = pairs.filter((p) => !only || only.has(p.key));
   const apply = typeof flags.apply === "string" ? flags.apply : null;
   const applyFiles = apply ? apply.split(",") : [];
@@ -162,6 +167,13 @@ async function benchMain(): Promise<void> {
       console.log(dim(`    ${line(pair, measured.baseline, measured.candidate)}`));
     }
 
+    if (withWebhook) {
+      webhook = await step(
+        "5. stripe-webhook: signed invoice.paid deliveries, verify + insert raw vs the handler (2,000 each, 8 concurrent)",
+        () => runWebhookBench({ dbUrl: cluster.url(), events: 2000, concurrency: 8 }),
+      );
+    }
+
     if (chosen.some((p) => p.key === "hot" || p.key === "spread")) {
       await step("Checking the credit invariants after the run", () => bench.checkInvariants());
     }
@@ -178,6 +190,7 @@ async function benchMain(): Promise<void> {
   }
 
   printTable(results, { clients, duration, apply });
+  if (webhook) printWebhook(webhook);
   console.log(dim(`\n(${formatMs(Math.round(performance.now() - started))} in all)`));
 }
 
@@ -558,6 +571,16 @@ function printTable(
   }
   const missed = results.filter((r) => verdict(r.pair, ratioOf(r.pair, r.baseline, r.candidate)).met === false);
   if (missed.length) console.log(yellow(`${missed.length} target(s) missed: see bench/README.md for why.`));
+}
+
+/** SPEC §8: stripe-webhook (signature + full processing) >= 0.60 x verify + insert the raw event. */
+function printWebhook(w: WebhookBenchResult): void {
+  const target = 0.6;
+  const met = w.ratio >= target;
+  console.log(`\n${bold("Webhook benchmark")} ${dim("(SPEC §8; signed invoice.paid deliveries: payment, plan credits, audit)")}`);
+  console.log(`  baseline  verify signature + insert raw event  ${w.baseline.perSecond.toFixed(0).padStart(6)} events/s`);
+  console.log(`  full      stripe-webhook handler               ${w.full.perSecond.toFixed(0).padStart(6)} events/s`);
+  console.log(`  ratio ${w.ratio.toFixed(2)}  target ≥ ${target.toFixed(2)}  ${met ? green("met") : red(`MISSED by ${(target - w.ratio).toFixed(2)}`)}`);
 }
 
 function missBy(pair: Pair, ratio: number): string {

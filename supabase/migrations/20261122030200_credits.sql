@@ -88,28 +88,29 @@ create table public.usage_events (
   id uuid primary key default gen_random_uuid(),
   account_id uuid not null references public.accounts (id) on delete cascade,
   user_id uuid references auth.users (id) on delete set null,
-  action text not null references public.billable_actions (key) on update cascade,
+  action text not null,
   quantity integer not null check (quantity > 0),
   credits_charged bigint not null check (credits_charged >= 0),
   idempotency_key text check (length(idempotency_key) between 1 and 255),
   metadata jsonb not null default '{}'::jsonb,
   hold_id uuid,
   api_key_id uuid,
-  created_at timestamptz not null default now(),
-  constraint usage_events_idempotency_key unique (account_id, idempotency_key)
+  created_at timestamptz not null default now()
 );
 comment on table public.usage_events is
   'Every metered consumption (generations, API calls, AI tokens): what, how much, what it cost, and free-form metadata such as the model, token counts or an output URL.';
 comment on column public.usage_events.idempotency_key is 'A retried call with the same key returns the first result instead of charging again.';
+comment on column public.usage_events.action is
+  'The billable action''s key. Not a foreign key on purpose: every consumption would take a KEY SHARE lock on the one catalog row of its action, a hot row for all accounts; consume_credits checks the action instead.';
+create unique index usage_events_idempotency_key on public.usage_events (account_id, idempotency_key) where idempotency_key is not null;
 create index usage_events_account_created_idx on public.usage_events (account_id, created_at desc);
-create index usage_events_user_id_idx on public.usage_events (user_id);
-create index usage_events_action_idx on public.usage_events (action);
+create index usage_events_user_id_idx on public.usage_events (user_id) where user_id is not null;
 
 create table public.credit_holds (
   id uuid primary key default gen_random_uuid(),
   account_id uuid not null references public.accounts (id) on delete cascade,
   user_id uuid references auth.users (id) on delete set null,
-  action text not null references public.billable_actions (key) on update cascade,
+  action text not null,
   quantity integer not null check (quantity > 0),
   credits_per_unit bigint not null check (credits_per_unit >= 0),
   unit_size integer not null check (unit_size > 0),
@@ -130,8 +131,7 @@ comment on column public.credit_holds.amount is 'Credits reserved; shrinks only 
 comment on column public.credit_holds.credits_per_unit is 'The action''s price when reserved: capture charges at this price.';
 create index credit_holds_account_idx on public.credit_holds (account_id, created_at desc);
 create index credit_holds_open_expiry_idx on public.credit_holds (expires_at) where status = 'held';
-create index credit_holds_user_id_idx on public.credit_holds (user_id);
-create index credit_holds_action_idx on public.credit_holds (action);
+create index credit_holds_user_id_idx on public.credit_holds (user_id) where user_id is not null;
 create index credit_holds_usage_event_id_idx on public.credit_holds (usage_event_id);
 
 create table public.credit_ledger (
@@ -143,21 +143,23 @@ create table public.credit_ledger (
   reason text not null check (reason in (
     'signup_bonus', 'referral', 'purchase', 'subscription', 'admin', 'promo',
     'consume', 'capture', 'expire', 'clawback', 'admin_adjust')),
-  grant_id uuid references public.credit_grants (id) on delete set null,
-  usage_event_id uuid references public.usage_events (id) on delete set null,
-  hold_id uuid references public.credit_holds (id) on delete set null,
+  grant_id uuid,
+  usage_event_id uuid,
+  hold_id uuid,
   payment_id uuid,
   idempotency_key text check (length(idempotency_key) between 1 and 255),
   actor_user_id uuid,
   actor_role text not null default 'system',
   metadata jsonb not null default '{}'::jsonb,
-  created_at timestamptz not null default now(),
-  constraint credit_ledger_idempotency_key unique (account_id, idempotency_key)
+  created_at timestamptz not null default now()
 );
 comment on table public.credit_ledger is
   'Every change of a wallet''s balance, in order, with the balance after it. Append-only for every role.';
 comment on column public.credit_ledger.reason is 'A grant''s source, or consume, capture, expire, clawback, admin_adjust.';
+comment on column public.credit_ledger.grant_id is
+  'The lot this entry concerns (grants, expiry, clawbacks). The links grant_id, usage_event_id and hold_id are written only by the credit functions, in the same transaction as what they point at, and are not foreign keys: a foreign-key check on every entry would lock the referenced rows on the hot path.';
 comment on column public.credit_ledger.actor_role is 'Who caused the change: authenticated (a user), service_role or system (a server or job).';
+create unique index credit_ledger_idempotency_key on public.credit_ledger (account_id, idempotency_key) where idempotency_key is not null;
 create index credit_ledger_account_page_idx on public.credit_ledger (account_id, id desc);
 create index credit_ledger_grant_id_idx on public.credit_ledger (grant_id) where grant_id is not null;
 create index credit_ledger_usage_event_id_idx on public.credit_ledger (usage_event_id) where usage_event_id is not null;
@@ -205,7 +207,7 @@ comment on function private.refuse_change() is
   'Trigger: refuses UPDATE, DELETE and TRUNCATE on append-only tables, for every role. Only foreign-key maintenance passes: cascaded deletes, and cascaded set-null of the link columns given as trigger arguments.';
 
 create trigger credit_ledger_append_only before update or delete on public.credit_ledger
-  for each row execute function private.refuse_change('grant_id', 'usage_event_id', 'hold_id');
+  for each row execute function private.refuse_change();
 create trigger credit_ledger_no_truncate before truncate on public.credit_ledger
   for each statement execute function private.refuse_change();
 create trigger usage_events_append_only before update or delete on public.usage_events
@@ -825,6 +827,7 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
+#variable_conflict use_column
 declare
   act public.billable_actions;
   cost bigint;
@@ -841,7 +844,7 @@ begin
   insert into public.usage_events (account_id, user_id, action, quantity, credits_charged, idempotency_key, metadata, api_key_id)
   values (consume_credits.account_id, auth.uid(), act.key, quantity, cost, idempotency_key, metadata,
           nullif(pg_catalog.current_setting('ledgerbase.api_key_id', true), '')::uuid)
-  on conflict on constraint usage_events_idempotency_key do nothing
+  on conflict (account_id, idempotency_key) where idempotency_key is not null do nothing
   returning id into event_id;
   if event_id is null then
     return private.replay_usage(consume_credits.account_id, idempotency_key, act.key, quantity, metadata);
