@@ -71,9 +71,14 @@ begin
   values (bucket_key, at + emission * cost)
   on conflict (key) do update
     -- The clock is read again here, after the bucket row is locked: a call that queued
-    -- behind others must not be judged by the time it arrived.
-    set tat = greatest(b.tat, private.now()) + emission * cost
-    where greatest(b.tat, private.now()) + emission * cost <= private.now() + emission * capacity
+    -- behind others must not be judged by the time it arrived. (private.now() spelled
+    -- out: built-in calls only, while the row is locked.)
+    set tat = greatest(b.tat, coalesce(nullif(pg_catalog.current_setting('ledgerbase.now', true), '')::timestamptz,
+                                       pg_catalog.clock_timestamp())) + emission * cost
+    where greatest(b.tat, coalesce(nullif(pg_catalog.current_setting('ledgerbase.now', true), '')::timestamptz,
+                                   pg_catalog.clock_timestamp())) + emission * cost
+          <= coalesce(nullif(pg_catalog.current_setting('ledgerbase.now', true), '')::timestamptz,
+                      pg_catalog.clock_timestamp()) + emission * capacity
   returning true into allowed;
 
   if allowed is null then
