@@ -26,7 +26,7 @@ const usage = `usage: npm run bench [-- options]
   --clients=N    pgbench clients (default 32; threads: ${THREADS})
   --only=LIST    pairs to run (comma list): hot, spread, ratelimit, policy, ledger, webhook
   --apply=FILES  after the data is ready, run these SQL files (comma list) as postgres,
-                 e.g. candidate functions made with create or replace (bench/experiments/)
+                 e.g. candidate functions made with create or replace
   --profile      afterwards, profile consume_credits: per-statement times with
                  pg_stat_statements.track = all, function self times, wait events
   --keep         leave the bench database running afterwards (its URL is printed)`;
