@@ -240,12 +240,6 @@ isOneToOne: false
       referencedRelation: "accounts"
       referencedColumns: ["id"]
     },{
-      foreignKeyName: "credit_holds_action_fkey"
-      columns: ["action"]
-isOneToOne: false
-      referencedRelation: "billable_actions"
-      referencedColumns: ["key"]
-    },{
       foreignKeyName: "credit_holds_usage_event_id_fkey"
       columns: ["usage_event_id"]
 isOneToOne: false
@@ -276,24 +270,6 @@ isOneToOne: false
       columns: ["account_id"]
 isOneToOne: false
       referencedRelation: "accounts"
-      referencedColumns: ["id"]
-    },{
-      foreignKeyName: "credit_ledger_grant_id_fkey"
-      columns: ["grant_id"]
-isOneToOne: false
-      referencedRelation: "credit_grants"
-      referencedColumns: ["id"]
-    },{
-      foreignKeyName: "credit_ledger_hold_id_fkey"
-      columns: ["hold_id"]
-isOneToOne: false
-      referencedRelation: "credit_holds"
-      referencedColumns: ["id"]
-    },{
-      foreignKeyName: "credit_ledger_usage_event_id_fkey"
-      columns: ["usage_event_id"]
-isOneToOne: false
-      referencedRelation: "usage_events"
       referencedColumns: ["id"]
     }
                   ]
@@ -541,12 +517,6 @@ isOneToOne: false
 isOneToOne: false
       referencedRelation: "accounts"
       referencedColumns: ["id"]
-    },{
-      foreignKeyName: "usage_events_action_fkey"
-      columns: ["action"]
-isOneToOne: false
-      referencedRelation: "billable_actions"
-      referencedColumns: ["key"]
     }
                   ]
                 },"user_roles": {

@@ -12,9 +12,10 @@ import { z } from "zod";
 import { asUser } from "../_shared/as_user.ts";
 import { getDb, type Sql } from "../_shared/db.ts";
 import { type EnvSource, processEnv } from "../_shared/env.ts";
-import { type AppError, appError } from "../_shared/errors.ts";
-import { appErrorResponse, corsHeaders, errorResponse, fromPostgresError, json, preflight } from "../_shared/http.ts";
-import { authenticate, type JwtVerifier, verifierFromEnv } from "../_shared/jwt.ts";
+import { appError } from "../_shared/errors.ts";
+import { fromPostgresError, json } from "../_shared/http.ts";
+import { type JwtVerifier } from "../_shared/jwt.ts";
+import { readUserRequest } from "../_shared/user_request.ts";
 import { isAllowedRedirect, redirectBases, type StripeClient, stripeError, stripeFromEnv } from "../_shared/stripe.ts";
 
 /** The request body. */
@@ -37,34 +38,9 @@ export function createBillingPortalHandler(deps: PortalDeps = {}): (request: Req
   const env = deps.env ?? processEnv;
   const log = deps.log ?? console.error;
   return async (request) => {
-    const pre = preflight(request);
-    if (pre) return pre;
-    const cors = corsHeaders(request);
-    const fail = (error: AppError) => appErrorResponse(error, cors);
-    if (request.method !== "POST") return errorResponse("method_not_allowed", "Use POST.", 405, cors);
-
-    let verifier = deps.verifier;
-    if (verifier === undefined) {
-      const configured = verifierFromEnv(env);
-      if (!configured.ok) return fail(configured.error);
-      verifier = configured.value;
-    }
-    const jwt = await authenticate(request, { verifier });
-    if (!jwt.ok) return fail(jwt.error);
-
-    let raw: unknown;
-    try {
-      raw = await request.json();
-    } catch {
-      return fail(appError("invalid_input", "The body must be JSON.", 400));
-    }
-    const parsed = PortalBody.safeParse(raw);
-    if (!parsed.success) {
-      return fail(appError("invalid_input", "Invalid billing portal request.", 400, {
-        detail: parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; "),
-      }));
-    }
-    const body = parsed.data;
+    const start = await readUserRequest(request, PortalBody, "billing portal request", { env, verifier: deps.verifier });
+    if (start instanceof Response) return start;
+    const { jwt, body, cors, fail } = start;
     if (!isAllowedRedirect(body.return_url, redirectBases(env))) {
       return fail(appError("invalid_redirect", "return_url must be under SITE_URL or ALLOWED_REDIRECT_URLS.", 400));
     }
@@ -78,8 +54,8 @@ export function createBillingPortalHandler(deps: PortalDeps = {}): (request: Req
       return fail(fromPostgresError(e, { log }));
     }
 
-    const accountId = body.account_id ?? jwt.value.userId as string;
-    const customer = await asUser(jwt.value, async (tx) => {
+    const accountId = body.account_id ?? jwt.userId as string;
+    const customer = await asUser(jwt, async (tx) => {
       const [row] = await tx<{ customer: string }[]>`select public.billing_portal_customer(${accountId}::uuid) as customer`;
       return row.customer;
     }, { sql, request, log });

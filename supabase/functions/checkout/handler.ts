@@ -19,8 +19,9 @@ import { asUser } from "../_shared/as_user.ts";
 import { getDb, type Sql } from "../_shared/db.ts";
 import { type EnvSource, processEnv } from "../_shared/env.ts";
 import { type AppError, appError } from "../_shared/errors.ts";
-import { appErrorResponse, corsHeaders, errorResponse, fromPostgresError, json, preflight } from "../_shared/http.ts";
-import { authenticate, type JwtVerifier, verifierFromEnv } from "../_shared/jwt.ts";
+import { fromPostgresError, json } from "../_shared/http.ts";
+import { type JwtVerifier } from "../_shared/jwt.ts";
+import { readUserRequest } from "../_shared/user_request.ts";
 import {
   isAllowedRedirect,
   redirectBases,
@@ -69,10 +70,6 @@ export interface CheckoutDeps {
   log?: (error: unknown) => void;
 }
 
-function invalid(message: string, detail?: string): AppError {
-  return appError("invalid_input", message, 400, { detail });
-}
-
 /** The account's Stripe customer: the one on record, or a new one (idempotent per account). */
 async function ensureCustomer(
   prepared: Prepared,
@@ -104,32 +101,9 @@ export function createCheckoutHandler(deps: CheckoutDeps = {}): (request: Reques
   const env = deps.env ?? processEnv;
   const log = deps.log ?? console.error;
   return async (request) => {
-    const pre = preflight(request);
-    if (pre) return pre;
-    const cors = corsHeaders(request);
-    const fail = (error: AppError) => appErrorResponse(error, cors);
-    if (request.method !== "POST") return errorResponse("method_not_allowed", "Use POST.", 405, cors);
-
-    let verifier = deps.verifier;
-    if (verifier === undefined) {
-      const configured = verifierFromEnv(env);
-      if (!configured.ok) return fail(configured.error);
-      verifier = configured.value;
-    }
-    const jwt = await authenticate(request, { verifier });
-    if (!jwt.ok) return fail(jwt.error);
-
-    let raw: unknown;
-    try {
-      raw = await request.json();
-    } catch {
-      return fail(invalid("The body must be JSON."));
-    }
-    const parsed = CheckoutBody.safeParse(raw);
-    if (!parsed.success) {
-      return fail(invalid("Invalid checkout request.", parsed.error.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ")));
-    }
-    const body = parsed.data;
+    const start = await readUserRequest(request, CheckoutBody, "checkout request", { env, verifier: deps.verifier });
+    if (start instanceof Response) return start;
+    const { jwt, body, cors, fail } = start;
     const bases = redirectBases(env);
     for (const field of ["success_url", "cancel_url"] as const) {
       if (!isAllowedRedirect(body[field], bases)) {
@@ -147,8 +121,8 @@ export function createCheckoutHandler(deps: CheckoutDeps = {}): (request: Reques
     }
 
     // Permission, catalog, already subscribed, rate limit, customer reservation: one SQL call as the user.
-    const accountId = body.account_id ?? jwt.value.userId as string;
-    const prepared = await asUser(jwt.value, async (tx) => {
+    const accountId = body.account_id ?? jwt.userId as string;
+    const prepared = await asUser(jwt, async (tx) => {
       const [row] = await tx<{ prepared: unknown }[]>`
         select public.begin_checkout(${accountId}::uuid, ${body.plan ?? null}, ${body.credit_pack ?? null},
                                      ${body.quantity ?? 1}) as prepared`;
