@@ -71,14 +71,14 @@ isOneToOne: false
                   ]
                 },"accounts": {
                   Row: {
-                    "created_at": string,"created_by": string | null,"id": string,"kind": string,"name": string,"primary_owner_user_id": string,"slug": string | null,"updated_at": string
+                    "created_at": string,"created_by": string | null,"id": string,"kind": string,"name": string,"primary_owner": string,"slug": string | null,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "created_at"?: string,"created_by"?: string | null,"id"?: string,"kind": string,"name": string,"primary_owner_user_id": string,"slug"?: string | null,"updated_at"?: string
+                    "created_at"?: string,"created_by"?: string | null,"id"?: string,"kind": string,"name": string,"primary_owner": string,"slug"?: string | null,"updated_at"?: string
                   }
                   Update: {
-                    "created_at"?: string,"created_by"?: string | null,"id"?: string,"kind"?: string,"name"?: string,"primary_owner_user_id"?: string,"slug"?: string | null,"updated_at"?: string
+                    "created_at"?: string,"created_by"?: string | null,"id"?: string,"kind"?: string,"name"?: string,"primary_owner"?: string,"slug"?: string | null,"updated_at"?: string
                   }
                   Relationships: [
                     
@@ -603,7 +603,7 @@ isOneToOne: false
 "id": string,
 "kind": string,
 "name": string,
-"primary_owner_user_id": string,
+"primary_owner": string,
 "slug": string | null,
 "updated_at": string
             }
@@ -665,7 +665,7 @@ isOneToOne: false
 "id": string,
 "kind": string,
 "name": string,
-"primary_owner_user_id": string,
+"primary_owner": string,
 "slug": string | null,
 "updated_at": string
             }

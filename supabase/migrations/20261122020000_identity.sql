@@ -389,7 +389,7 @@ create table public.accounts (
   kind text not null check (kind in ('personal', 'team')),
   name text not null check (char_length(name) between 1 and 100),
   slug text unique,
-  primary_owner_user_id uuid not null references auth.users (id) on delete restrict,
+  primary_owner uuid not null references auth.users (id) on delete restrict,
   created_by uuid references auth.users (id) on delete set null,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
@@ -397,15 +397,15 @@ create table public.accounts (
     (kind = 'personal' and slug is null)
     or (kind = 'team' and slug ~ '^[a-z0-9][a-z0-9-]{1,46}[a-z0-9]$')
   ),
-  constraint accounts_personal_id_is_owner check (kind = 'team' or id = primary_owner_user_id)
+  constraint accounts_personal_id_is_owner check (kind = 'team' or id = primary_owner)
 );
 comment on table public.accounts is
   'Billing and ownership unit. Every user has one personal account (id = user id, not shareable); team accounts have members with roles. Changed only through the account RPCs.';
 comment on column public.accounts.kind is 'personal (one per user, id = user id) or team.';
 comment on column public.accounts.slug is 'URL name of a team: unique, lower-case, 3–48 of [a-z0-9-], not reserved. Null for personal accounts.';
-comment on column public.accounts.primary_owner_user_id is 'The owner who answers for the account; always a member with role owner. Changed by transfer_ownership.';
+comment on column public.accounts.primary_owner is 'The owner who answers for the account; always a member with role owner. Changed by transfer_ownership.';
 comment on column public.accounts.created_by is 'Who created the account (null once that user is deleted).';
-create index accounts_primary_owner_user_id_idx on public.accounts (primary_owner_user_id);
+create index accounts_primary_owner_idx on public.accounts (primary_owner);
 create index accounts_created_by_idx on public.accounts (created_by);
 alter table public.accounts enable row level security;
 
@@ -703,7 +703,7 @@ begin
   end loop;
 
   -- personal account (id = user id) and its owner membership
-  insert into public.accounts (id, kind, name, slug, primary_owner_user_id, created_by, created_at, updated_at)
+  insert into public.accounts (id, kind, name, slug, primary_owner, created_by, created_at, updated_at)
   values (
     new.id, 'personal',
     left(coalesce(display_name, wanted_username, nullif(split_part(coalesce(new.email, ''), '@', 1), ''), 'Personal'), 100),
@@ -786,11 +786,11 @@ begin
   -- co-owned teams this user is the primary owner of pass to the longest-standing other owner
   for team in
     select a.id from public.accounts a
-    where a.kind = 'team' and a.primary_owner_user_id = old.id
+    where a.kind = 'team' and a.primary_owner = old.id
     for update
   loop
     update public.accounts a
-    set primary_owner_user_id = (
+    set primary_owner = (
       select o.user_id from public.account_members o
       where o.account_id = team.id and o.role = 'owner' and o.user_id <> old.id
       order by o.created_at, o.user_id
@@ -869,7 +869,7 @@ begin
     raise exception using errcode = 'PT409', message = 'slug_taken', detail = format('the slug %s is already taken', clean_slug);
   end if;
 
-  insert into public.accounts (kind, name, slug, primary_owner_user_id, created_by, created_at, updated_at)
+  insert into public.accounts (kind, name, slug, primary_owner, created_by, created_at, updated_at)
   values ('team', clean_name, clean_slug, uid, uid, private.now(), private.now())
   returning * into acc;
   insert into public.account_members (account_id, user_id, role, created_at, updated_at)
@@ -1115,7 +1115,7 @@ begin
     return;
   end if;
   if target.role = 'owner' then
-    if target.user_id = acc.primary_owner_user_id then
+    if target.user_id = acc.primary_owner then
       raise exception using errcode = '22023', message = 'last_owner',
         detail = 'the primary owner keeps the owner role', hint = 'Transfer ownership (transfer_ownership) first.';
     end if;
@@ -1153,9 +1153,9 @@ begin
       raise exception using errcode = '22023', message = 'last_owner', detail = 'an account always keeps an owner',
         hint = 'Transfer ownership (transfer_ownership) or delete the account (delete_account).';
     end if;
-    if acc.primary_owner_user_id = member_id then
+    if acc.primary_owner = member_id then
       update public.accounts a
-      set primary_owner_user_id = (
+      set primary_owner = (
         select o.user_id from public.account_members o
         where o.account_id = acc.id and o.role = 'owner' and o.user_id <> member_id
         order by o.created_at, o.user_id limit 1)
@@ -1191,7 +1191,7 @@ begin
     raise exception using errcode = '42501', message = 'permission denied',
       detail = 'you cannot remove a member who outranks you';
   end if;
-  if acc.kind = 'team' and acc.primary_owner_user_id = remove_member.user_id then
+  if acc.kind = 'team' and acc.primary_owner = remove_member.user_id then
     raise exception using errcode = '22023', message = 'last_owner',
       detail = 'the primary owner cannot be removed', hint = 'The primary owner transfers ownership or leaves.';
   end if;
@@ -1249,7 +1249,7 @@ begin
 
   update public.account_members m set role = 'owner'
   where m.account_id = acc.id and m.user_id = transfer_ownership.user_id and m.role <> 'owner';
-  update public.accounts a set primary_owner_user_id = transfer_ownership.user_id where a.id = acc.id;
+  update public.accounts a set primary_owner = transfer_ownership.user_id where a.id = acc.id;
   update public.account_members m set role = 'admin'
   where m.account_id = acc.id and m.user_id = uid;
 end

@@ -337,13 +337,13 @@ begin
   if tg_op = 'DELETE' then
     perform private.audit('account.deleted', 'account', old.id::text, old.id,
       pg_catalog.jsonb_build_object('kind', old.kind, 'name', old.name, 'slug', old.slug,
-                                    'primary_owner_user_id', old.primary_owner_user_id), null);
+                                    'primary_owner', old.primary_owner), null);
     return null;
   end if;
-  if old.primary_owner_user_id is distinct from new.primary_owner_user_id then
+  if old.primary_owner is distinct from new.primary_owner then
     perform private.audit('account.ownership_transferred', 'account', new.id::text, new.id,
-      pg_catalog.jsonb_build_object('primary_owner_user_id', old.primary_owner_user_id),
-      pg_catalog.jsonb_build_object('primary_owner_user_id', new.primary_owner_user_id));
+      pg_catalog.jsonb_build_object('primary_owner', old.primary_owner),
+      pg_catalog.jsonb_build_object('primary_owner', new.primary_owner));
   end if;
   if old.name is distinct from new.name or old.slug is distinct from new.slug then
     select * into changes from private.jsonb_changes(
@@ -357,7 +357,7 @@ $$;
 comment on function private.audit_accounts() is
   'AFTER UPDATE/DELETE on accounts: account.ownership_transferred, account.updated (name, slug), account.deleted (teams by delete_account, personal accounts with their user).';
 
-create trigger accounts_audit_update after update of name, slug, primary_owner_user_id on public.accounts
+create trigger accounts_audit_update after update of name, slug, primary_owner on public.accounts
   for each row execute function private.audit_accounts();
 create trigger accounts_audit_delete after delete on public.accounts
   for each row execute function private.audit_accounts();

@@ -32,8 +32,8 @@ select matches(
   '^[23456789ABCDEFGHJKMNPQRSTUVWXYZ]{8}$',
   'the referral code has 8 characters of the unambiguous alphabet');
 select results_eq(
-  $$ select id, kind, name, slug, primary_owner_user_id, created_by from public.accounts
-     where primary_owner_user_id = '10000000-0000-4000-8000-0000000000a1' $$,
+  $$ select id, kind, name, slug, primary_owner, created_by from public.accounts
+     where primary_owner = '10000000-0000-4000-8000-0000000000a1' $$,
   $$ values ('10000000-0000-4000-8000-0000000000a1'::uuid, 'personal', 'Alice Liddell', null::text,
              '10000000-0000-4000-8000-0000000000a1'::uuid, '10000000-0000-4000-8000-0000000000a1'::uuid) $$,
   'exactly one account: personal, id = user id, named after the user, no slug');
@@ -235,7 +235,7 @@ select tests.create_supabase_user('dave', 'dave@signup.test', '10000000-0000-400
 select tests.create_supabase_user('erin', 'erin@signup.test', '10000000-0000-4000-8000-000000000e01');
 select tests.create_supabase_user('frank', 'frank@signup.test', '10000000-0000-4000-8000-000000000f01');
 select tests.create_supabase_user('gina', 'gina@signup.test', '10000000-0000-4000-8000-000000000f02');
-insert into public.accounts (id, kind, name, slug, primary_owner_user_id, created_by) values
+insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
   ('10000000-0000-4000-8000-0000000e0000', 'team', 'Erin Co', 'erin-co', '10000000-0000-4000-8000-000000000e01', '10000000-0000-4000-8000-000000000e01'),
   ('10000000-0000-4000-8000-0000000f0000', 'team', 'Shared Co', 'shared-co', '10000000-0000-4000-8000-000000000f01', '10000000-0000-4000-8000-000000000f01');
 insert into public.account_members (account_id, user_id, role, created_at) values
@@ -284,7 +284,7 @@ select lives_ok(
   $$ delete from auth.users where id = '10000000-0000-4000-8000-000000000f01' $$,
   'a primary owner whose team has another owner can be deleted');
 select results_eq(
-  $$ select a.primary_owner_user_id, (select count(*)::int from public.account_members m where m.account_id = a.id)
+  $$ select a.primary_owner, (select count(*)::int from public.account_members m where m.account_id = a.id)
      from public.accounts a where a.id = '10000000-0000-4000-8000-0000000f0000' $$,
   $$ values ('10000000-0000-4000-8000-000000000f02'::uuid, 1) $$,
   'the other owner becomes primary owner and the deleted user''s membership is gone');

@@ -22,7 +22,7 @@ select tests.create_supabase_user('stranger', 'stranger@matrix.test', '11000000-
 select tests.create_supabase_user('staff_admin', 'staff@matrix.test', '11000000-0000-4000-8000-000000000006');
 update public.user_roles set role = 'admin' where user_id = '11000000-0000-4000-8000-000000000006';
 
-insert into public.accounts (id, kind, name, slug, primary_owner_user_id, created_by) values
+insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
   ('11000000-0000-4000-8000-0000000000a0', 'team', 'Acme', 'acme', '11000000-0000-4000-8000-000000000001', '11000000-0000-4000-8000-000000000001');
 insert into public.account_members (account_id, user_id, role) values
   ('11000000-0000-4000-8000-0000000000a0', '11000000-0000-4000-8000-000000000001', 'owner'),
@@ -89,7 +89,7 @@ insert into matrix (tbl, op, statement, allowed) values
 
   ('accounts', 'select', $$ select count(*) from public.accounts where id = '11000000-0000-4000-8000-0000000000a0' $$,
      '{viewer,member,admin,owner,staff_admin,service_role}'),
-  ('accounts', 'insert', $$ insert into public.accounts (kind, name, slug, primary_owner_user_id) values ('team', 'Probe', 'probe-team', '11000000-0000-4000-8000-000000000005') $$,
+  ('accounts', 'insert', $$ insert into public.accounts (kind, name, slug, primary_owner) values ('team', 'Probe', 'probe-team', '11000000-0000-4000-8000-000000000005') $$,
      '{}'),
   ('accounts', 'update', $$ update public.accounts set name = 'Probe' where id = '11000000-0000-4000-8000-0000000000a0' $$,
      '{}'),
@@ -201,7 +201,7 @@ select throws_ok($$ update public.user_roles set role = 'admin' where user_id = 
 select tests.authenticate_as('owner');
 select throws_ok($$ update public.accounts set kind = 'personal' where id = '11000000-0000-4000-8000-0000000000a0' $$,
   '42501', 'permission denied for table accounts', 'even the owner cannot change the account kind through the table');
-select throws_ok($$ update public.accounts set primary_owner_user_id = '11000000-0000-4000-8000-000000000005' where id = '11000000-0000-4000-8000-0000000000a0' $$,
+select throws_ok($$ update public.accounts set primary_owner = '11000000-0000-4000-8000-000000000005' where id = '11000000-0000-4000-8000-0000000000a0' $$,
   '42501', 'permission denied for table accounts', 'even the owner cannot hand the account over through the table');
 select throws_ok($$ update public.account_invitations set role = 'owner' where id = '11000000-0000-4000-8000-0000000000b0' $$,
   '42501', 'permission denied for table account_invitations', 'the owner cannot rewrite an invitation through the table');
@@ -211,7 +211,7 @@ select results_eq(
              from public.profiles where id = '11000000-0000-4000-8000-000000000003'),
             (select role from public.account_members where account_id = '11000000-0000-4000-8000-0000000000a0' and user_id = '11000000-0000-4000-8000-000000000003'),
             (select role from public.user_roles where user_id = '11000000-0000-4000-8000-000000000003'),
-            (select kind || ':' || primary_owner_user_id from public.accounts where id = '11000000-0000-4000-8000-0000000000a0') $$,
+            (select kind || ':' || primary_owner from public.accounts where id = '11000000-0000-4000-8000-0000000000a0') $$,
   $$ values (true, 'member', 'member', 'team:11000000-0000-4000-8000-000000000001') $$,
   'after those attempts the protected columns are unchanged');
 

@@ -35,7 +35,7 @@ $$;
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('owner');
 select results_eq(
-  $$ select kind, name, slug, primary_owner_user_id, created_by from public.create_team_account(name => ' Acme Inc ', slug => ' Acme-HQ ') $$,
+  $$ select kind, name, slug, primary_owner, created_by from public.create_team_account(name => ' Acme Inc ', slug => ' Acme-HQ ') $$,
   $$ values ('team', 'Acme Inc', 'acme-hq', '12000000-0000-4000-8000-000000000001'::uuid, '12000000-0000-4000-8000-000000000001'::uuid) $$,
   'create_team_account returns the team: trimmed name, lower-cased slug, the caller as primary owner');
 select results_eq(
@@ -319,7 +319,7 @@ select lives_ok($$ select public.transfer_ownership(account_id => tests.account_
   'the owner transfers the team to the admin');
 select tests.clear_authentication();
 select results_eq(
-  $$ select a.primary_owner_user_id,
+  $$ select a.primary_owner,
             (select role from public.account_members where account_id = a.id and user_id = '12000000-0000-4000-8000-000000000002'),
             (select role from public.account_members where account_id = a.id and user_id = '12000000-0000-4000-8000-000000000001')
      from public.accounts a where a.slug = 'acme-hq' $$,
@@ -398,7 +398,7 @@ select lives_ok($$ select public.set_member_role(tests.account_id('acme-world'),
 select lives_ok($$ select public.leave_account(tests.account_id('acme-world')) $$,
   'the primary owner leaves now that another owner exists');
 select tests.clear_authentication();
-select is((select primary_owner_user_id from public.accounts where slug = 'acme-world'), '12000000-0000-4000-8000-000000000001'::uuid,
+select is((select primary_owner from public.accounts where slug = 'acme-world'), '12000000-0000-4000-8000-000000000001'::uuid,
   'the remaining owner became primary owner');
 select tests.authenticate_as('admin');
 select is((select count(*)::int from public.accounts where slug = 'acme-world'), 0, 'the leaver no longer sees the team');

@@ -13,7 +13,7 @@ select tests.create_supabase_user('t20_member', 'member@catalog.test', '20000000
 select tests.create_supabase_user('t20_stranger', 'stranger@catalog.test', '20000000-0000-4000-8000-000000000005');
 select tests.create_supabase_user('t20_staff', 'staff@catalog.test', '20000000-0000-4000-8000-000000000006');
 update public.user_roles set role = 'admin' where user_id = '20000000-0000-4000-8000-000000000006';
-insert into public.accounts (id, kind, name, slug, primary_owner_user_id, created_by) values
+insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
   ('20000000-0000-4000-8000-0000000000a0', 'team', 'Catalog Co', 't20-team',
    '20000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000001');
 insert into public.account_members (account_id, user_id, role) values

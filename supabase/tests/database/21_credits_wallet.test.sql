@@ -23,7 +23,7 @@ select tests.create_supabase_user('t21_staff', 'staff@wallet.test', '21000000-00
 update public.user_roles set role = 'admin' where user_id = '21000000-0000-4000-8000-000000000006';
 
 -- The team, made the way create_team_account makes it (account, owner, wallet seam), with a fixed id.
-insert into public.accounts (id, kind, name, slug, primary_owner_user_id, created_by) values
+insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
   ('21000000-0000-4000-8000-0000000000a0', 'team', 'Wallet Co', 't21-team',
    '21000000-0000-4000-8000-000000000001', '21000000-0000-4000-8000-000000000001');
 insert into public.account_members (account_id, user_id, role) values
@@ -350,7 +350,7 @@ select tests.create_supabase_user('t25_debtor', 'debtor@lots.test', '25000000-00
 select tests.create_supabase_user('t25_saver', 'saver@lots.test', '25000000-0000-4000-8000-000000000008');
 update public.user_roles set role = 'admin' where user_id = '25000000-0000-4000-8000-000000000006';
 
-insert into public.accounts (id, kind, name, slug, primary_owner_user_id, created_by) values
+insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
   ('25000000-0000-4000-8000-0000000000a0', 'team', 'Order Co', 't25-order', '25000000-0000-4000-8000-000000000001', '25000000-0000-4000-8000-000000000001'),
   ('25000000-0000-4000-8000-0000000000b0', 'team', 'Expiry Co', 't25-expiry', '25000000-0000-4000-8000-000000000001', '25000000-0000-4000-8000-000000000001');
 insert into public.account_members (account_id, user_id, role) values

@@ -14,7 +14,7 @@ select tests.create_supabase_user('t22_owner', 'owner@holds.test', '22000000-000
 select tests.create_supabase_user('t22_member', 'member@holds.test', '22000000-0000-4000-8000-000000000003');
 select tests.create_supabase_user('t22_viewer', 'viewer@holds.test', '22000000-0000-4000-8000-000000000004');
 select tests.create_supabase_user('t22_stranger', 'stranger@holds.test', '22000000-0000-4000-8000-000000000005');
-insert into public.accounts (id, kind, name, slug, primary_owner_user_id, created_by) values
+insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
   ('22000000-0000-4000-8000-0000000000a0', 'team', 'Holds Co', 't22-team', '22000000-0000-4000-8000-000000000001', '22000000-0000-4000-8000-000000000001');
 insert into public.account_members (account_id, user_id, role) values
   ('22000000-0000-4000-8000-0000000000a0', '22000000-0000-4000-8000-000000000001', 'owner'),

@@ -15,7 +15,7 @@ select tests.create_supabase_user('t23_owner', 'owner@limits.test', '23000000-00
 select tests.create_supabase_user('t23_admin', 'admin@limits.test', '23000000-0000-4000-8000-000000000002');
 select tests.create_supabase_user('t23_member', 'member@limits.test', '23000000-0000-4000-8000-000000000003');
 select tests.create_supabase_user('t23_solo', 'solo@limits.test', '23000000-0000-4000-8000-000000000007');
-insert into public.accounts (id, kind, name, slug, primary_owner_user_id, created_by) values
+insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
   ('23000000-0000-4000-8000-0000000000a0', 'team', 'Limits Co', 't23-team', '23000000-0000-4000-8000-000000000001', '23000000-0000-4000-8000-000000000001');
 insert into public.account_members (account_id, user_id, role) values
   ('23000000-0000-4000-8000-0000000000a0', '23000000-0000-4000-8000-000000000001', 'owner'),

@@ -25,7 +25,7 @@ select tests.create_supabase_user('t24_viewer', 'viewer@creditrls.test', '240000
 select tests.create_supabase_user('t24_stranger', 'stranger@creditrls.test', '24000000-0000-4000-8000-000000000005');
 select tests.create_supabase_user('t24_staff', 'staff@creditrls.test', '24000000-0000-4000-8000-000000000006');
 update public.user_roles set role = 'admin' where user_id = '24000000-0000-4000-8000-000000000006';
-insert into public.accounts (id, kind, name, slug, primary_owner_user_id, created_by) values
+insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
   ('24000000-0000-4000-8000-0000000000a0', 'team', 'RLS Co', 't24-team', '24000000-0000-4000-8000-000000000001', '24000000-0000-4000-8000-000000000001'),
   ('24000000-0000-4000-8000-0000000000b0', 'team', 'Bare Co', 't24-bare', '24000000-0000-4000-8000-000000000001', '24000000-0000-4000-8000-000000000001');
 insert into public.account_members (account_id, user_id, role) values

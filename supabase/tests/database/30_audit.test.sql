@@ -128,8 +128,8 @@ select tests.clear_authentication();
 select results_eq(
   $$ select action, entity_id, before, after from tests.new_audit() order by 1, 2 $$,
   $$ values ('account.ownership_transferred', tests.team()::text,
-             jsonb_build_object('primary_owner_user_id', '30000000-0000-4000-8000-000000000001'),
-             jsonb_build_object('primary_owner_user_id', '30000000-0000-4000-8000-000000000002')),
+             jsonb_build_object('primary_owner', '30000000-0000-4000-8000-000000000001'),
+             jsonb_build_object('primary_owner', '30000000-0000-4000-8000-000000000002')),
             ('member.role_changed', '30000000-0000-4000-8000-000000000001', '{"role": "owner"}'::jsonb, '{"role": "admin"}'::jsonb),
             ('member.role_changed', '30000000-0000-4000-8000-000000000002', '{"role": "admin"}'::jsonb, '{"role": "owner"}'::jsonb) $$,
   'a transfer logs the new primary owner and both role changes');

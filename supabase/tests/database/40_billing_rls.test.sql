@@ -15,7 +15,7 @@ select tests.create_supabase_user('t40_viewer', 'viewer@billing.test', '40000000
 select tests.create_supabase_user('t40_stranger', 'stranger@billing.test', '40000000-0000-4000-8000-000000000005');
 select tests.create_supabase_user('t40_staff', 'staff@billing.test', '40000000-0000-4000-8000-000000000006');
 update public.user_roles set role = 'admin' where user_id = '40000000-0000-4000-8000-000000000006';
-insert into public.accounts (id, kind, name, slug, primary_owner_user_id, created_by) values
+insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
   ('40000000-0000-4000-8000-0000000000a0', 'team', 'Billing Co', 't40-team',
    '40000000-0000-4000-8000-000000000001', '40000000-0000-4000-8000-000000000001');
 insert into public.account_members (account_id, user_id, role) values

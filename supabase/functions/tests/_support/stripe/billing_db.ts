@@ -43,7 +43,7 @@ export async function createUser(sql: Sql, metadata: Record<string, unknown> = {
 /** A team account owned by `owner`, with `members` as [userId, role]. */
 export async function createTeam(sql: Sql, owner: string, members: [string, string][] = []): Promise<string> {
   const id = crypto.randomUUID();
-  await sql`insert into public.accounts (id, kind, name, slug, primary_owner_user_id, created_by)
+  await sql`insert into public.accounts (id, kind, name, slug, primary_owner, created_by)
             values (${id}, 'team', 'Billing team', ${`bt-${uid()}`}, ${owner}, ${owner})`;
   await sql`insert into public.account_members (account_id, user_id, role) values (${id}, ${owner}, 'owner')`;
   for (const [user, role] of members) {
