@@ -120,6 +120,8 @@ create table public.credit_holds (
   idempotency_key text check (length(idempotency_key) between 1 and 255),
   usage_event_id uuid references public.usage_events (id) on delete set null,
   credits_charged bigint,
+  quota_period_start timestamptz,
+  quota_keys text[] not null default '{}',
   created_at timestamptz not null default now(),
   seq bigint generated always as identity,
   settled_at timestamptz,
@@ -128,6 +130,8 @@ create table public.credit_holds (
 comment on table public.credit_holds is
   'Reservations for long jobs: reserve_credits holds the estimated cost, capture_credits charges at most that and releases the rest, release_credits or expiry gives it all back.';
 comment on column public.credit_holds.amount is 'Credits reserved; shrinks only if the credits behind it expire.';
+comment on column public.credit_holds.quota_keys is
+  'The plan quotas (and their billing period, quota_period_start) this hold counted its units against when reserved; unused units go back when it settles.';
 comment on column public.credit_holds.credits_per_unit is 'The action''s price when reserved: capture charges at this price.';
 create index credit_holds_account_idx on public.credit_holds (account_id, created_at desc);
 create index credit_holds_open_expiry_idx on public.credit_holds (expires_at) where status = 'held';
@@ -734,7 +738,7 @@ create or replace function private.use_quota(
   period_start timestamptz,
   period_end timestamptz,
   mode text default 'count'
-) returns void
+) returns text[]
 language plpgsql
 set search_path = ''
 as $$
@@ -742,21 +746,15 @@ declare
   quota_key text;
   cap bigint;
   used bigint;
+  counted text[] := '{}';
 begin
   if limits is null or jsonb_typeof(limits -> 'quotas') <> 'object' then
-    return;
+    return counted;
   end if;
   foreach quota_key in array array[action.key, 'category:' || action.category] loop
     cap := (limits -> 'quotas' ->> quota_key)::bigint;
     continue when cap is null;
-    if mode = 'check' then
-      select c.used into used from private.usage_counters c
-      where c.account_id = use_quota.account_id and c.period_start = use_quota.period_start and c.key = quota_key;
-      used := coalesce(used, 0) + quantity;
-      if used > cap then
-        used := null;
-      end if;
-    elsif mode = 'force' then
+    if mode = 'force' then
       insert into private.usage_counters as c (account_id, period_start, key, used)
       values (use_quota.account_id, use_quota.period_start, quota_key, quantity)
       on conflict on constraint usage_counters_pkey do update set used = c.used + excluded.used
@@ -776,11 +774,29 @@ begin
         detail = pg_catalog.jsonb_build_object('quota', quota_key, 'limit', cap, 'resets_at', period_end)::text,
         hint = pg_catalog.format('resets at %s', pg_catalog.to_char(period_end at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
     end if;
+    counted := counted || quota_key;
   end loop;
+  return counted;
 end
 $$;
 comment on function private.use_quota(uuid, public.billable_actions, integer, jsonb, timestamptz, timestamptz, text) is
-  'Counts units against the plan''s quotas for the action and its category in this billing period, or raises PT429 quota_exceeded with the reset time in the hint. mode: count (check and count, one statement), check (only check), force (count, never refuse: work already done).';
+  'Counts units against the plan''s quotas for the action and its category in this billing period, or raises PT429 quota_exceeded with the reset time in the hint; returns the quota keys it counted. mode: count (check and count, one statement), force (count, never refuse: work already done).';
+
+create or replace function private.return_quota(hold public.credit_holds, units integer)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if units <= 0 or hold.quota_period_start is null or cardinality(hold.quota_keys) = 0 then
+    return;
+  end if;
+  update private.usage_counters c set used = greatest(c.used - units, 0)
+  where c.account_id = hold.account_id and c.period_start = hold.quota_period_start and c.key = any (hold.quota_keys);
+end
+$$;
+comment on function private.return_quota(public.credit_holds, integer) is
+  'Gives back quota units a hold counted when it was reserved and did not use (released, expired, captured for less).';
 
 -- ---------------------------------------------------------------------------
 -- consume_credits
@@ -915,7 +931,12 @@ begin
 
   select * into plan from private.account_plan(reserve_credits.account_id);
   perform private.rate_limit('reserve_credits', reserve_credits.account_id, plan.limits);
-  perform private.use_quota(reserve_credits.account_id, act, quantity, plan.limits, plan.period_start, plan.period_end, 'check');
+  -- A hold counts its units against the quota now, so holds cannot overrun it together.
+  update public.credit_holds h
+     set quota_keys = private.use_quota(reserve_credits.account_id, act, reserve_credits.quantity, plan.limits,
+                                        plan.period_start, plan.period_end),
+         quota_period_start = plan.period_start
+   where h.id = hold.id;
 
   wallet := private.set_wallet(reserve_credits.account_id, 0, cost, guarded => true);
   if wallet.account_id is null then
@@ -988,9 +1009,15 @@ begin
   values (hold.account_id, auth.uid(), hold.action, units, charge, '{}'::jsonb, hold.id,
           nullif(pg_catalog.current_setting('ledgerbase.api_key_id', true), '')::uuid)
   returning id into event_id;
-  select * into plan from private.account_plan(hold.account_id);
-  perform private.use_quota(hold.account_id, (select a from public.billable_actions a where a.key = hold.action),
-                            units, plan.limits, plan.period_start, plan.period_end, 'force');
+  -- The hold counted hold.quantity units when reserved: give back what was not used, and
+  -- count (never refuse: the work is done) what was used beyond it.
+  if units < hold.quantity then
+    perform private.return_quota(hold, hold.quantity - units);
+  elsif units > hold.quantity then
+    select * into plan from private.account_plan(hold.account_id);
+    perform private.use_quota(hold.account_id, (select a from public.billable_actions a where a.key = hold.action),
+                              units - hold.quantity, plan.limits, plan.period_start, plan.period_end, 'force');
+  end if;
 
   wallet := private.debit(hold.account_id, charge, 'capture', usage_event_id => event_id, hold_id => hold.id, release_held => hold.amount);
   update public.credit_holds h set status = 'captured', credits_charged = charge, usage_event_id = event_id, settled_at = private.now()
@@ -1011,11 +1038,12 @@ declare
   wallet public.credit_balances;
 begin
   update public.credit_holds h set status = settle_hold.status, settled_at = private.now() where h.id = hold.id;
+  perform private.return_quota(hold, hold.quantity);
   wallet := private.set_wallet(hold.account_id, 0, -hold.amount);
   return wallet;
 end
 $$;
-comment on function private.settle_hold(public.credit_holds, text) is 'Gives a locked open hold back to the wallet, marking it released or expired.';
+comment on function private.settle_hold(public.credit_holds, text) is 'Gives a locked open hold back to the wallet (and its unused quota units back to the plan quota), marking it released or expired.';
 
 create or replace function public.release_credits(hold_id uuid)
 returns jsonb

@@ -6,7 +6,7 @@
 --
 -- World: team "t23" with owner, admin and member, funded with 100 credits; a solo user.
 begin;
-select plan(53);
+select plan(61);
 
 select tests.freeze_time('2031-05-20 10:00:00+00');
 update public.plans set limits = '{"quotas": {"api_call": 3, "category:generation": 2}}' where key = 'free';
@@ -94,11 +94,11 @@ select is(public.consume_credits('23000000-0000-4000-8000-0000000000a0', 'api_ca
 select is(
   tests.caught($$ select public.consume_credits('23000000-0000-4000-8000-0000000000a0', 'api_call') $$) ->> 'hint',
   'resets at 2031-07-01T00:00:00Z', 'and the June quota resets on July 1');
--- Reserving only checks the quota; capturing counts the units actually used.
+-- A hold counts its units when reserved; capturing all of them changes nothing.
 select lives_ok($$ select public.reserve_credits('23000000-0000-4000-8000-0000000000a0', 'your_face', 2, 'q-hold') $$,
   'reserving 2 generations fits the quota');
 select lives_ok($$ select public.capture_credits((select id from public.credit_holds where idempotency_key = 'q-hold')) $$,
-  'capturing them counts 2 units');
+  'capturing them keeps the 2 units counted');
 select throws_ok($$ select public.consume_credits('23000000-0000-4000-8000-0000000000a0', 'text_to_thumbnail') $$,
   'PT429', 'quota_exceeded', 'the captured hold used up June''s generation quota');
 select tests.clear_authentication();
@@ -201,6 +201,33 @@ select results_eq(
   $$ select email from public.account_invitations where account_id = '23000000-0000-4000-8000-0000000000a0' order by email $$,
   $$ values ('one@limits.test'), ('three@limits.test'), ('two@limits.test') $$,
   'the denied invitation was not created');
+
+-- ---------------------------------------------------------------------------
+-- Holds and quotas: a hold counts its units when reserved, so holds cannot overrun the
+-- quota together; units not used go back when it settles.
+-- ---------------------------------------------------------------------------
+select tests.freeze_time('2032-08-10 09:00:00+00');
+update public.plans set limits = '{"quotas": {"api_call": 3}}' where key = 'free';
+update private.rate_limit_policies set capacity = 1000, refill_per_second = 1000 where name in ('consume_credits', 'reserve_credits');
+select tests.authenticate_as('t23_member');
+select lives_ok($$ select public.reserve_credits('23000000-0000-4000-8000-0000000000a0', 'api_call', 2, 'qh-1') $$,
+  'a hold of 2 api_calls fits August''s quota of 3');
+select throws_ok($$ select public.reserve_credits('23000000-0000-4000-8000-0000000000a0', 'api_call', 2, 'qh-2') $$,
+  'PT429', 'quota_exceeded', 'a second hold of 2 would overrun the quota: refused while the first is open');
+select lives_ok($$ select public.release_credits((select id from public.credit_holds where idempotency_key = 'qh-1')) $$,
+  'releasing the first hold');
+select lives_ok($$ select public.reserve_credits('23000000-0000-4000-8000-0000000000a0', 'api_call', 3, 'qh-3') $$,
+  'gave its 2 units back: a hold of 3 now fits');
+select lives_ok($$ select public.capture_credits((select id from public.credit_holds where idempotency_key = 'qh-3'), 1) $$,
+  'capturing 1 of the 3 reserved units');
+select lives_ok($$ select public.consume_credits('23000000-0000-4000-8000-0000000000a0', 'api_call', 2) $$,
+  'the 2 unused units went back to the quota');
+select throws_ok($$ select public.consume_credits('23000000-0000-4000-8000-0000000000a0', 'api_call', 1) $$,
+  'PT429', 'quota_exceeded', 'and the quota is exactly used up: 1 captured + 2 consumed');
+select tests.clear_authentication();
+select is((select used from private.usage_counters where account_id = '23000000-0000-4000-8000-0000000000a0'
+           and period_start = '2032-08-01 00:00+00' and key = 'api_call'), 3::bigint,
+  'August''s api_call counter holds the 3 units really used');
 
 select * from finish();
 rollback;
