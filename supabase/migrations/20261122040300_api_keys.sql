@@ -39,7 +39,7 @@ create table public.api_keys (
 comment on table public.api_keys is
   'API keys of an account for server-to-server calls (the usage function). The key itself is shown once by create_api_key; only its sha256 is kept, in private.api_key_hashes. Members with api_keys.manage read and revoke them.';
 comment on column public.api_keys.prefix is 'The public part of the key (lb_<prefix>_...): identifies it in lists and logs.';
-comment on column public.api_keys.scopes is 'What the key may do: credits.consume, credits.read, usage.read.';
+comment on column public.api_keys.scopes is 'What the key may do: credits.consume (meter usage; includes reading the balance), credits.read, usage.read.';
 comment on column public.api_keys.expires_at is 'After this the key is refused; null: it does not expire.';
 comment on column public.api_keys.last_used_at is 'When the key was last accepted (updated at most once a minute).';
 comment on column public.api_keys.revoked_at is 'When the key was revoked (revoke_api_key); a revoked key is refused.';
@@ -258,7 +258,8 @@ declare
 begin
   select a.api_key_id, a.account_id, a.scopes into api_key_id, account_id, scopes
   from private.authenticate_api_key(use_api_key.key) a;
-  if not (use_api_key.scope = any (scopes)) then
+  -- A metering key may read the balance it draws from: credits.consume includes credits.read.
+  if not (use_api_key.scope = any (scopes) or (use_api_key.scope = 'credits.read' and 'credits.consume' = any (scopes))) then
     raise exception using errcode = 'PT403', message = 'insufficient_scope',
       detail = pg_catalog.format('this API key lacks the %s scope', use_api_key.scope);
   end if;
@@ -309,7 +310,7 @@ begin
 end
 $$;
 comment on function private.balance_with_api_key(text) is
-  'GET /functions/v1/usage/balance: {account_id, balance, held, available} of the key''s account. Needs credits.read (PT403 insufficient_scope); PT401 for a bad key.';
+  'GET /functions/v1/usage/balance: {account_id, balance, held, available} of the key''s account. Needs credits.read or credits.consume (PT403 insufficient_scope); PT401 for a bad key.';
 
 create or replace function private.usage_with_api_key(key text, max_events integer default 50)
 returns jsonb

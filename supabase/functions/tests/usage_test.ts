@@ -165,10 +165,15 @@ Deno.test("a key without the needed scope gets 403 insufficient_scope", async ()
     assertEquals(((await meter.json()) as ErrorBody).error.code, "insufficient_scope");
     assertEquals(await balanceOf(sql, accountId), 50);
 
-    const consumeOnly = await key(["credits.consume"]);
-    const read = await handler(get("/balance", consumeOnly.key));
-    assertEquals(read.status, 403);
+    const eventsOnly = await key(["usage.read"]);
+    const read = await handler(get("/balance", eventsOnly.key));
+    assertEquals(read.status, 403, "usage.read alone does not read the balance");
     assertEquals(((await read.json()) as ErrorBody).error.code, "insufficient_scope");
+
+    const consumeOnly = await key(["credits.consume"]);
+    const own = await handler(get("/balance", consumeOnly.key));
+    assertEquals(own.status, 200, "a metering key (the default scope) reads the balance it draws from");
+    assertEquals(((await own.json()) as { available: number }).available, 50);
   });
 });
 
