@@ -157,6 +157,7 @@ create table public.payments (
   credits_due bigint not null default 0 check (credits_due >= 0),
   credits_granted bigint not null default 0 check (credits_granted >= 0),
   credits_clawed_back bigint not null default 0 check (credits_clawed_back >= 0),
+  credits_held_by_dispute bigint not null default 0 check (credits_held_by_dispute >= 0),
   credit_adjustments integer not null default 0,
   grant_id uuid,
   billing_reason text,
@@ -172,18 +173,21 @@ create table public.payments (
   constraint payments_one_source check (
     (kind = 'credit_pack' and stripe_checkout_session_id is not null)
     or (kind = 'subscription_invoice' and stripe_invoice_id is not null)),
-  constraint payments_clawback_within_grant check (credits_clawed_back <= credits_granted)
+  constraint payments_clawback_within_grant check (credits_clawed_back <= credits_granted),
+  constraint payments_dispute_hold_within_clawback check (credits_held_by_dispute <= credits_clawed_back)
 );
 comment on table public.payments is
   'Money received: credit-pack checkouts and subscription invoices. status is derived: disputed (an open or lost dispute) > refunded > partially_refunded > the settlement (pending, paid, failed). Written only by private.handle_stripe_event.';
 comment on column public.payments.amount is 'What the customer was charged (checkout amount_total, invoice amount_paid or amount_due), in the smallest currency unit.';
-comment on column public.payments.expected_amount is 'The catalog price times the quantity, compared with the pre-discount, pre-tax subtotal.';
+comment on column public.payments.expected_amount is 'The catalog price times the quantity, compared with what was actually paid net of tax (after discounts and coupons).';
 comment on column public.payments.settlement is 'Whether the money arrived: pending < failed < paid (a later paid wins over an earlier failure, never the reverse).';
 comment on column public.payments.flagged_reason is 'Why the payment was not credited automatically (amount or currency not matching the catalog, unknown item); null when it is fine.';
 comment on column public.payments.credits_due is 'Credits this payment buys (pack credits x quantity, or the plan''s included credits x quantity); 0 when flagged.';
 comment on column public.payments.credits_granted is 'Credits granted for it (once, keyed checkout:<session> or invoice:<invoice>).';
 comment on column public.payments.credits_clawed_back is
-  'Credits taken back now: floor(credits_granted x amount_refunded / amount) for refunds, plus the rest while a dispute is open or lost. Given back when a dispute is won.';
+  'Credits taken back now: for refunds floor(still delivered x amount_refunded / amount), where still delivered is credits_granted less what expired from the payment''s lots (never decreasing), plus what an open or lost dispute holds (credits_held_by_dispute).';
+comment on column public.payments.credits_held_by_dispute is
+  'The part of credits_clawed_back an open or lost dispute took: the rest of what the payment still delivers. A won dispute gives back exactly this.';
 comment on column public.payments.credit_adjustments is 'How many clawbacks / restorations were written; makes each ledger idempotency key unique.';
 create index payments_account_id_idx on public.payments (account_id, created_at desc);
 create index payments_stripe_payment_intent_id_idx on public.payments (stripe_payment_intent_id);
@@ -441,14 +445,17 @@ begin
     'quantity', quantity,
     'mode', case when plan is not null then 'subscription' else 'payment' end,
     'stripe_price_id', coalesce(chosen_plan.stripe_price_id, chosen_pack.stripe_price_id),
-    'trial_days', coalesce(chosen_plan.trial_days, 0),
+    -- One trial per account: cancelling and subscribing again must not start another.
+    'trial_days', case when exists (select from public.subscriptions s
+                                    where s.account_id = begin_checkout.account_id and s.trial_start is not null)
+                       then 0 else coalesce(chosen_plan.trial_days, 0) end,
     'stripe_customer_id', case when customer.status = 'active' then customer.stripe_customer_id end,
     'customer_idempotency_key', private.customer_idempotency_key(begin_checkout.account_id, customer.generation),
     'email', coalesce(customer.email, profile_email));
 end
 $$;
 comment on function public.begin_checkout(uuid, text, text, integer) is
-  'Used by the checkout edge function, as the signed-in user: checks billing.manage (42501), resolves the plan or pack for sale (PT404 not_found), refuses a second subscription (PT409 already_subscribed), applies the checkout rate limit (PT429), reserves the account''s billing customer row, and returns what the Stripe Checkout Session needs: {account_id, kind, item, quantity, mode, stripe_price_id, trial_days, stripe_customer_id, customer_idempotency_key, email}.';
+  'Used by the checkout edge function, as the signed-in user: checks billing.manage (42501), resolves the plan or pack for sale (PT404 not_found), refuses a second subscription (PT409 already_subscribed), applies the checkout rate limit (PT429), reserves the account''s billing customer row, and returns what the Stripe Checkout Session needs: {account_id, kind, item, quantity, mode, stripe_price_id, trial_days (0 when the account already had a trial), stripe_customer_id, customer_idempotency_key, email}.';
 
 create or replace function private.attach_billing_customer(account_id uuid, stripe_customer_id text, email text default null)
 returns text

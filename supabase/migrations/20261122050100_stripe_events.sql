@@ -309,6 +309,7 @@ begin
     pg_catalog.jsonb_build_object('kind', after.kind, 'item', after.item_key, 'quantity', after.quantity, 'amount', after.amount,
       'currency', after.currency, 'status', after.status, 'settlement', after.settlement, 'amount_refunded', after.amount_refunded,
       'credits_granted', after.credits_granted, 'credits_clawed_back', after.credits_clawed_back,
+      'credits_held_by_dispute', after.credits_held_by_dispute,
       'dispute_status', after.dispute_status, 'flagged_reason', after.flagged_reason,
       'stripe_checkout_session_id', after.stripe_checkout_session_id, 'stripe_invoice_id', after.stripe_invoice_id));
 end
@@ -583,6 +584,9 @@ declare
   dispute record;
   expiry timestamptz;
   source text;
+  expired bigint;
+  live bigint;
+  refund_held bigint;
   refund_target bigint;
   dispute_target bigint;
   delta bigint;
@@ -625,17 +629,34 @@ begin
     p.credits_granted := p.credits_due;
   end if;
 
-  -- Clawbacks follow the state: refunds in proportion, the rest while a dispute holds it.
+  -- Clawbacks follow the state: refunds in proportion, the rest while a dispute holds it, both
+  -- out of what the payment still delivers. Credits of its lots (the grant, and any given back
+  -- after a won dispute) that expired were never usable after that: taking them back again
+  -- would take credits bought separately, or leave a debt.
   if p.credits_granted > 0 then
-    refund_target := case when p.amount > 0 then (p.credits_granted * p.amount_refunded) / p.amount else 0 end;
-    dispute_target := case when private.dispute_holds_credits(p.dispute_status) then p.credits_granted - refund_target else 0 end;
+    select coalesce(sum(-l.delta), 0) into expired
+    from public.credit_ledger l
+    where l.reason = 'expire'
+      and l.grant_id in (select g.id from public.credit_grants g
+                         where g.id = p.grant_id or (g.payment_id = p.id and g.source <> 'clawback'));
+    live := greatest(p.credits_granted - expired, 0);
+    refund_held := p.credits_clawed_back - p.credits_held_by_dispute;
+    -- A refund only ever takes more: what an earlier refund took stays taken, even when the
+    -- rest of the lot expired since.
+    refund_target := greatest(refund_held,
+      case when p.amount > 0 then (live * p.amount_refunded) / p.amount else 0 end);
+    -- An open or lost dispute holds the rest; while it holds it gives back only what a refund
+    -- now accounts for. Once it no longer holds, exactly what it took is given back.
+    dispute_target := case when private.dispute_holds_credits(p.dispute_status)
+      then greatest(live - refund_target, p.credits_held_by_dispute - (refund_target - refund_held), 0)
+      else 0 end;
     delta := refund_target + dispute_target - p.credits_clawed_back;
     key_ref := coalesce(p.stripe_charge_id, p.stripe_payment_intent_id, p.id::text);
     if delta > 0 then
       perform private.clawback_credits(p.account_id, delta, 'clawback',
         pg_catalog.format('clawback:%s:%s', key_ref, p.credit_adjustments + 1), p.grant_id, p.id,
         pg_catalog.jsonb_build_object('payment_id', p.id, 'amount_refunded', p.amount_refunded,
-          'dispute_id', p.stripe_dispute_id, 'dispute_status', p.dispute_status));
+          'dispute_id', p.stripe_dispute_id, 'dispute_status', p.dispute_status, 'credits_expired', expired));
       p.credits_clawed_back := p.credits_clawed_back + delta;
       p.credit_adjustments := p.credit_adjustments + 1;
     elsif delta < 0 then
@@ -649,6 +670,7 @@ begin
       p.credits_clawed_back := p.credits_clawed_back + delta;
       p.credit_adjustments := p.credit_adjustments + 1;
     end if;
+    p.credits_held_by_dispute := dispute_target;
   end if;
 
   p.status := case
@@ -660,13 +682,14 @@ begin
   update public.payments x set
     amount_refunded = p.amount_refunded, stripe_charge_id = p.stripe_charge_id, stripe_dispute_id = p.stripe_dispute_id,
     dispute_status = p.dispute_status, grant_id = p.grant_id, credits_granted = p.credits_granted,
-    credits_clawed_back = p.credits_clawed_back, credit_adjustments = p.credit_adjustments, status = p.status
+    credits_clawed_back = p.credits_clawed_back, credits_held_by_dispute = p.credits_held_by_dispute,
+    credit_adjustments = p.credit_adjustments, status = p.status
   where x.id = p.id
     and (x.amount_refunded, x.stripe_charge_id, x.stripe_dispute_id, x.dispute_status, x.grant_id, x.credits_granted,
-         x.credits_clawed_back, x.status)
+         x.credits_clawed_back, x.credits_held_by_dispute, x.status)
         is distinct from
         (p.amount_refunded, p.stripe_charge_id, p.stripe_dispute_id, p.dispute_status, p.grant_id, p.credits_granted,
-         p.credits_clawed_back, p.status);
+         p.credits_clawed_back, p.credits_held_by_dispute, p.status);
 
   if sync_payment.audit then
     perform private.audit_payment(before, p);
@@ -675,7 +698,7 @@ begin
 end
 $$;
 comment on function private.sync_payment(uuid, boolean) is
-  'Brings a payment in line with everything known about it: refunded amount and dispute from private.stripe_charges, the credit grant once paid (unless flagged), clawbacks to floor(credits_granted x refunded / amount) plus the rest while a dispute is open or lost (given back when won), the derived status, and (unless audit is false: the caller audits) one audit entry for the change. Idempotent: a second call changes nothing.';
+  'Brings a payment in line with everything known about it: refunded amount and dispute from private.stripe_charges, the credit grant once paid (unless flagged), clawbacks to floor(still delivered x refunded / amount) (never less than earlier refunds took) plus the rest while a dispute is open or lost (exactly that given back when it is won), where still delivered is credits_granted less what expired from the payment''s lots, the derived status, and (unless audit is false: the caller audits) one audit entry for the change. Idempotent: a second call changes nothing.';
 
 create or replace function private.upsert_payment(
   account_id uuid,
@@ -784,7 +807,9 @@ declare
   quantity integer;
   settlement text;
   expected bigint;
-  subtotal bigint := coalesce((obj ->> 'amount_subtotal')::bigint, (obj ->> 'amount_total')::bigint);
+  -- What was actually paid, net of tax: discounts and coupons lower it, the subtotal does not
+  -- see them. Tax is the customer's business with the tax authority, not credits.
+  paid bigint := (obj ->> 'amount_total')::bigint - coalesce((obj -> 'total_details' ->> 'amount_tax')::bigint, 0);
   flag text;
 begin
   account := private.stripe_account(array[obj ->> 'client_reference_id', metadata ->> 'account_id'], customer_id);
@@ -803,6 +828,8 @@ begin
   settlement := case
     when event_type = 'checkout.session.async_payment_succeeded' then 'paid'
     when event_type = 'checkout.session.async_payment_failed' then 'failed'
+    -- no_payment_required settles the session (nothing is left to collect); whether it earns
+    -- credits is the amount check's call below: only when the pack costs nothing.
     when event_type = 'checkout.session.completed' and obj ->> 'payment_status' in ('paid', 'no_payment_required') then 'paid'
     when event_type = 'checkout.session.completed' then 'pending'
   end;
@@ -817,7 +844,10 @@ begin
     flag := pg_catalog.format('unknown_item: %s', coalesce(metadata ->> 'item', 'none'));
   else
     expected := pack.price_cents * quantity;
-    flag := private.check_amount(expected, pack.currency, subtotal, obj ->> 'currency');
+    flag := private.check_amount(expected, pack.currency, paid, obj ->> 'currency');
+    if flag is null and obj ->> 'payment_status' = 'no_payment_required' and expected <> 0 then
+      flag := pg_catalog.format('no_payment_required: expected %s %s', expected, pack.currency);
+    end if;
   end if;
 
   perform private.upsert_payment(account, 'credit_pack', settlement, obj ->> 'id', pg_catalog.jsonb_build_object(
@@ -832,7 +862,7 @@ begin
 end
 $$;
 comment on function private.stripe_checkout_event(jsonb, jsonb) is
-  'checkout.session.*: links the customer; in payment mode records the credit-pack payment (paid, pending until async_payment_succeeded, or failed), flagging a subtotal or currency that does not match the pack price x quantity (no credits then).';
+  'checkout.session.*: links the customer; in payment mode records the credit-pack payment (paid, pending until async_payment_succeeded, or failed), flagging an amount paid (amount_total less tax, after discounts) or currency that does not match the pack price x quantity, and a no_payment_required session for a pack that costs something (no credits then).';
 
 -- ---------------------------------------------------------------------------
 -- Invoices (subscriptions)
@@ -864,6 +894,12 @@ declare
   sub_meta jsonb := coalesce(obj -> 'parent' -> 'subscription_details' -> 'metadata', obj -> 'subscription_details' -> 'metadata');
   reason text := obj ->> 'billing_reason';
   paid_amount bigint := coalesce((obj ->> 'amount_paid')::bigint, 0);
+  -- What the invoice charged after discounts and coupons, net of tax (older API versions: the
+  -- amount paid less its tax). The subtotal is before discounts: comparing it would credit a
+  -- 100%-off coupon in full.
+  net_amount bigint := coalesce((obj ->> 'total_excluding_tax')::bigint,
+                                (obj ->> 'amount_paid')::bigint - coalesce((obj ->> 'tax')::bigint, 0));
+  subtotal bigint := coalesce((obj ->> 'subtotal')::bigint, 0);
   first_payment jsonb := obj -> 'payments' -> 'data' -> 0 -> 'payment';
   account uuid;
   sub public.subscriptions;
@@ -903,13 +939,14 @@ begin
     when event_type = 'invoice.payment_failed' then 'failed'
     else 'pending' end;
 
-  -- Plan credits: for paid renewals and first invoices whose subtotal matches the catalog.
-  if settlement = 'paid' and reason in ('subscription_create', 'subscription_cycle') and paid_amount > 0 then
+  -- Plan credits: for paid renewals and first invoices whose net amount matches the catalog.
+  -- A $0 trial invoice (nothing invoiced) earns nothing and is not flagged; a discounted one is.
+  if settlement = 'paid' and reason in ('subscription_create', 'subscription_cycle') and (paid_amount > 0 or subtotal > 0) then
     if plan.key is null then
       flag := 'unknown_item: no plan for the invoice''s price';
     else
       expected := plan.price_cents * quantity;
-      flag := private.check_amount(expected, plan.currency, coalesce((obj ->> 'subtotal')::bigint, paid_amount), obj ->> 'currency');
+      flag := private.check_amount(expected, plan.currency, net_amount, obj ->> 'currency');
       credits := case when flag is null then plan.included_credits * quantity else 0 end;
     end if;
   end if;
@@ -937,7 +974,7 @@ begin
 end
 $$;
 comment on function private.stripe_invoice_event(jsonb, jsonb) is
-  'invoice.*: records a subscription invoice as a payment (paid, failed or pending); a paid subscription_create / subscription_cycle invoice whose subtotal matches the plan price x quantity earns the plan''s included credits x quantity, expiring at the end of the invoiced period, once per invoice. payment_failed notifies the billing managers. Invoices without a subscription are ignored.';
+  'invoice.*: records a subscription invoice as a payment (paid, failed or pending); a paid subscription_create / subscription_cycle invoice whose amount after discounts, net of tax (total_excluding_tax) matches the plan price x quantity earns the plan''s included credits x quantity, expiring at the end of the invoiced period, once per invoice. payment_failed notifies the billing managers. Invoices without a subscription are ignored.';
 
 create or replace function private.stripe_invoice_payment_event(event jsonb, obj jsonb)
 returns text

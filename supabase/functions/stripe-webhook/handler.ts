@@ -72,7 +72,7 @@ export function createWebhookHandler(deps: WebhookDeps = {}): (request: Request)
     let status: string;
     try {
       const sql = deps.sql ?? getDb(env);
-      const [row] = await sql<{ status: string }[]>`select private.receive_stripe_event(${raw}::text::jsonb) as status`;
+      const [row] = await sql<{ status: string }[]>`select private.receive_stripe_event(${jsonbSafe(raw)}::text::jsonb) as status`;
       status = row.status;
     } catch (e) {
       log(e);
@@ -83,6 +83,17 @@ export function createWebhookHandler(deps: WebhookDeps = {}): (request: Request)
     }
     return json({ received: true, status });
   };
+}
+
+/**
+ * The raw JSON with every `\u0000` escape replaced by `\uFFFD`: Postgres jsonb cannot hold
+ * U+0000, so the cast would fail on every delivery (500 forever, nothing recorded). Runs only
+ * after the signature was verified over the original bytes. An escaped backslash followed by
+ * the text `u0000` (`\\u0000`) is not a NUL and is left alone: only a backslash preceded by an
+ * even number of backslashes starts an escape.
+ */
+export function jsonbSafe(raw: string): string {
+  return raw.replace(/(?<!\\)((?:\\\\)*)\\u0000/g, "$1\\uFFFD");
 }
 
 /** The deployed handler: settings from the environment. */

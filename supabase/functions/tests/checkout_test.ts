@@ -114,6 +114,29 @@ Deno.test("an account that already has a subscription is sent to the portal (409
   });
 });
 
+Deno.test("a plan's trial is offered once per account: after a canceled trial, resubscribing has none", async () => {
+  await withWorld(async (world) => {
+    const user = await createUser(world.sql);
+    const token = await tokenFor(user);
+    const { basic } = world.catalog;
+    const trialDays = () => world.fake.requestsTo("/v1/checkout/sessions").at(-1)?.params["subscription_data[trial_period_days]"];
+
+    // An earlier subscription without a trial (e.g. of a plan that has none) does not use it up.
+    await world.sql`insert into public.subscriptions (account_id, stripe_subscription_id, plan_key, status, last_event_id, last_event_type, last_event_created)
+                    values (${user}, ${`sub_${uid()}`}, ${world.catalog.pro.key}, 'canceled', 'evt_x', 'customer.subscription.deleted', now())`;
+    assertEquals((await world.checkout(token, { plan: basic.key, ...urls })).status, 200);
+    assertEquals(trialDays(), "7");
+
+    // Cancel during the trial, then subscribe again: no second trial.
+    await world.sql`insert into public.subscriptions (account_id, stripe_subscription_id, plan_key, status, trial_start, trial_end,
+                                                      last_event_id, last_event_type, last_event_created)
+                    values (${user}, ${`sub_${uid()}`}, ${basic.key}, 'canceled', now() - interval '3 days', now() + interval '4 days',
+                            'evt_y', 'customer.subscription.deleted', now())`;
+    assertEquals((await world.checkout(token, { plan: basic.key, ...urls })).status, 200);
+    assertEquals(trialDays(), undefined, "no trial_period_days sent to Stripe");
+  });
+});
+
 Deno.test("checkout refuses what it must: bad items, other people's accounts, open redirects, missing or expired JWTs", async () => {
   await withWorld(async (world) => {
     const user = await createUser(world.sql);

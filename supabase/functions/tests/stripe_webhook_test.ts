@@ -9,6 +9,7 @@
 import { createWebhookHandler } from "../stripe-webhook/handler.ts";
 import { createDb, type Sql } from "../_shared/db.ts";
 import { assert, assertEquals } from "./_support/assert.ts";
+import { atTime } from "./_support/wallet.ts";
 import {
   accountPlan,
   auditActions,
@@ -161,9 +162,72 @@ Deno.test("a checkout whose amount does not match the catalog is recorded and fl
   });
 });
 
+Deno.test("a checkout is checked on what was paid: a coupon or no_payment_required is flagged and credits nothing; tax is not the price", async () => {
+  await withWorld(async (world) => {
+    const { account, customer: cus } = await customerFor(world);
+    const { pack } = world.catalog;
+    const base = { accountId: account, customer: cus, mode: "payment" as const, item: pack.key };
+    const paymentOf = async (id: unknown) => (await paymentsOf(world.sql, account)).find((p) => p.stripe_checkout_session_id === id);
+
+    // A 100%-off coupon: the subtotal matches the price, nothing was paid.
+    const free = checkoutSession({ ...base, id: `cs_test_${uid()}`, paymentStatus: "no_payment_required", amountSubtotal: pack.price, amountTotal: 0, amountDiscount: pack.price });
+    assertEquals((await world.deliver(stripeEvent("checkout.session.completed", free))).body.status, "processed");
+    let payment = await paymentOf(free.id);
+    assertEquals([payment?.credits_granted, payment?.flagged_reason], ["0", `amount_mismatch: expected ${pack.price} usd, got 0`]);
+
+    // A 40%-off coupon.
+    const discounted = checkoutSession({ ...base, id: `cs_test_${uid()}`, paymentStatus: "paid", amountSubtotal: pack.price, amountTotal: 600, amountDiscount: 400 });
+    await world.deliver(stripeEvent("checkout.session.completed", discounted));
+    payment = await paymentOf(discounted.id);
+    assertEquals([payment?.status, payment?.credits_granted, payment?.flagged_reason], ["paid", "0", `amount_mismatch: expected ${pack.price} usd, got 600`]);
+    assertEquals((await balance(world.sql, account)).balance, 50, "neither earned credits");
+
+    // Tax on top of the price is paid, not discounted: credited.
+    const taxed = checkoutSession({ ...base, id: `cs_test_${uid()}`, paymentStatus: "paid", amountSubtotal: pack.price, amountTotal: pack.price + 200, amountTax: 200 });
+    await world.deliver(stripeEvent("checkout.session.completed", taxed));
+    payment = await paymentOf(taxed.id);
+    assertEquals([payment?.credits_granted, payment?.flagged_reason, payment?.amount], ["250", null, String(pack.price + 200)]);
+    assertEquals((await balance(world.sql, account)).balance, 300);
+
+    // no_payment_required never earns the credits of a pack that costs something, whatever the amounts say.
+    const odd = checkoutSession({ ...base, id: `cs_test_${uid()}`, paymentStatus: "no_payment_required", amountTotal: pack.price });
+    await world.deliver(stripeEvent("checkout.session.completed", odd));
+    payment = await paymentOf(odd.id);
+    assertEquals([payment?.credits_granted, payment?.flagged_reason], ["0", `no_payment_required: expected ${pack.price} usd`]);
+    assertEquals((await balance(world.sql, account)).balance, 300);
+  });
+});
+
 // ---------------------------------------------------------------------------
 // Subscriptions
 // ---------------------------------------------------------------------------
+
+Deno.test("a subscription invoice is checked on its total after discounts, net of tax: a coupon is flagged, tax is not", async () => {
+  await withWorld(async (world) => {
+    const { account, customer: cus } = await customerFor(world);
+    const { basic } = world.catalog;
+    const sub = `sub_${uid()}`;
+    const base = { customer: cus, subscription: sub, accountId: account, priceId: basic.priceId };
+    const paymentOf = async (id: unknown) => (await paymentsOf(world.sql, account)).find((p) => p.stripe_invoice_id === id);
+
+    const coupon = invoice({ ...base, id: `in_${uid()}`, amountPaid: 500, subtotal: basic.price, totalExcludingTax: 500, billingReason: "subscription_create" });
+    await world.deliver(stripeEvent("invoice.paid", coupon));
+    let payment = await paymentOf(coupon.id);
+    assertEquals([payment?.status, payment?.credits_granted, payment?.flagged_reason], ["paid", "0", `amount_mismatch: expected ${basic.price} usd, got 500`]);
+
+    const free = invoice({ ...base, id: `in_${uid()}`, amountPaid: 0, subtotal: basic.price, totalExcludingTax: 0 });
+    await world.deliver(stripeEvent("invoice.paid", free));
+    payment = await paymentOf(free.id);
+    assertEquals([payment?.credits_granted, payment?.flagged_reason], ["0", `amount_mismatch: expected ${basic.price} usd, got 0`], "a 100%-off renewal is flagged");
+    assertEquals((await balance(world.sql, account)).balance, 50);
+
+    const taxed = invoice({ ...base, id: `in_${uid()}`, amountPaid: basic.price + 190, subtotal: basic.price, tax: 190 });
+    await world.deliver(stripeEvent("invoice.paid", taxed));
+    payment = await paymentOf(taxed.id);
+    assertEquals([payment?.credits_granted, payment?.flagged_reason], ["100", null]);
+    assertEquals((await balance(world.sql, account)).balance, 150);
+  });
+});
 
 Deno.test("a subscription's life: created, upgraded, paused, resumed, canceled — the account's plan and quotas follow it", async () => {
   await withWorld(async (world) => {
@@ -386,6 +450,111 @@ Deno.test("a dispute claws the credits back, even into debt; a won dispute gives
   });
 });
 
+/** Business time moves to `at` and the account's lots due by then expire (an `expire` ledger row each). */
+async function expireAt(sql: Sql, account: string, at: number): Promise<void> {
+  await atTime(sql, new Date(at * 1000).toISOString(), async (tx) => {
+    await tx`select 1 from public.credit_balances where account_id = ${account} for update`;
+    await tx`select private.expire_account_grants(${account}::uuid)`;
+  });
+}
+
+/** A paid first invoice of `plan` whose period ends in an hour, with its PaymentIntent and charge. */
+async function shortPeriodInvoice(world: World, account: string, cus: string, plan: { priceId: string; price: number }) {
+  const ids = { inv: `in_${uid()}`, pi: `pi_${uid()}`, ch: `ch_${uid()}`, dp: `dp_${uid()}` };
+  const periodEnd = now() + 3600;
+  await world.deliver(stripeEvent("invoice.paid", invoice({
+    id: ids.inv, customer: cus, subscription: `sub_${uid()}`, accountId: account, priceId: plan.priceId, amountPaid: plan.price,
+    billingReason: "subscription_create", periodStart: periodEnd - 30 * DAY, periodEnd, paymentIntent: ids.pi, charge: ids.ch,
+  })));
+  return { ...ids, periodEnd };
+}
+
+Deno.test("a refund after the plan credits expired takes back nothing more: no other credits, no debt", async () => {
+  await withWorld(async (world) => {
+    const { account, customer: cus } = await customerFor(world);
+    const { basic } = world.catalog;
+    const paid = await shortPeriodInvoice(world, account, cus, basic);
+    assertEquals((await balance(world.sql, account)).balance, 150, "50 signup + 100 plan credits");
+    await expireAt(world.sql, account, paid.periodEnd + 3600);
+    assertEquals((await balance(world.sql, account)).balance, 50, "the plan credits expired");
+
+    await world.deliver(stripeEvent("charge.refunded", charge({ id: paid.ch, paymentIntent: paid.pi, amount: basic.price, amountRefunded: basic.price })));
+    const [payment] = await paymentsOf(world.sql, account);
+    assertEquals([payment.status, payment.credits_clawed_back], ["refunded", "0"]);
+    assertEquals(await balance(world.sql, account), { balance: 50, available: 50 }, "the signup bonus stays, no debt");
+  });
+});
+
+Deno.test("a partial refund, then expiry, then a full refund: only the unexpired share is ever taken back", async () => {
+  await withWorld(async (world) => {
+    const { account, customer: cus } = await customerFor(world);
+    const { basic } = world.catalog;
+    const paid = await shortPeriodInvoice(world, account, cus, basic);
+    await world.deliver(stripeEvent("charge.refunded", charge({ id: paid.ch, paymentIntent: paid.pi, amount: basic.price, amountRefunded: 400 }), { created: now() - 10 }));
+    assertEquals((await balance(world.sql, account)).balance, 110, "40% of 100 taken back");
+    await expireAt(world.sql, account, paid.periodEnd + 3600);
+    assertEquals((await balance(world.sql, account)).balance, 50, "the other 60 expired");
+
+    await world.deliver(stripeEvent("charge.refunded", charge({ id: paid.ch, paymentIntent: paid.pi, amount: basic.price, amountRefunded: basic.price })));
+    const [payment] = await paymentsOf(world.sql, account);
+    assertEquals([payment.status, payment.credits_clawed_back], ["refunded", "40"], "what the first refund took stays taken, nothing more");
+    assertEquals((await balance(world.sql, account)).balance, 50);
+  });
+});
+
+Deno.test("a dispute after the plan credits expired holds nothing; won or lost, the balance is untouched", async () => {
+  await withWorld(async (world) => {
+    const { account, customer: cus } = await customerFor(world);
+    const { basic } = world.catalog;
+    const paid = await shortPeriodInvoice(world, account, cus, basic);
+    await expireAt(world.sql, account, paid.periodEnd + 3600);
+
+    await world.deliver(stripeEvent("charge.dispute.created", dispute({ id: paid.dp, charge: paid.ch, paymentIntent: paid.pi, amount: basic.price, status: "needs_response" }), { created: now() - 100 }));
+    let [payment] = await paymentsOf(world.sql, account);
+    assertEquals([payment.status, payment.credits_clawed_back], ["disputed", "0"]);
+    assertEquals(await balance(world.sql, account), { balance: 50, available: 50 }, "no other credits taken, no debt");
+
+    await world.deliver(stripeEvent("charge.dispute.closed", dispute({ id: paid.dp, charge: paid.ch, paymentIntent: paid.pi, amount: basic.price, status: "won" })));
+    [payment] = await paymentsOf(world.sql, account);
+    assertEquals([payment.status, payment.credits_clawed_back], ["paid", "0"]);
+    assertEquals((await balance(world.sql, account)).balance, 50, "a won dispute gives back nothing it did not take");
+
+    const lost = await shortPeriodInvoice(world, account, cus, basic);
+    await expireAt(world.sql, account, lost.periodEnd + 3600);
+    await world.deliver(stripeEvent("charge.dispute.closed", dispute({ id: lost.dp, charge: lost.ch, amount: basic.price, status: "lost" })));
+    assertEquals((await balance(world.sql, account)).balance, 50);
+  });
+});
+
+Deno.test("refund, expiry, dispute, won: the dispute takes only what is still delivered and gives back exactly that", async () => {
+  await withWorld(async (world) => {
+    const { account, customer: cus } = await customerFor(world);
+    const { basic } = world.catalog;
+    const paid = await shortPeriodInvoice(world, account, cus, basic);
+    // 30 plan credits are spent (the soonest-expiring lot goes first); the refund takes 40 back; the last 30 expire.
+    await world.sql`select public.admin_adjust_credits(${account}::uuid, -30, 'spent for the test', ${uid()})`;
+    await world.deliver(stripeEvent("charge.refunded", charge({ id: paid.ch, paymentIntent: paid.pi, amount: basic.price, amountRefunded: 400 }), { created: now() - 200 }));
+    assertEquals((await balance(world.sql, account)).balance, 80);
+    await expireAt(world.sql, account, paid.periodEnd + 3600);
+    assertEquals((await balance(world.sql, account)).balance, 50, "the last 30 plan credits expired");
+    const [expired] = await world.sql<{ n: string }[]>`
+      select coalesce(sum(-delta), 0)::text as n from public.credit_ledger
+      where reason = 'expire' and grant_id = (select grant_id from public.payments where stripe_invoice_id = ${paid.inv})`;
+    assertEquals(expired.n, "30");
+
+    // Still delivered: 100 - 30 expired = 70, of which the refund took 40: the dispute holds the 30 spent.
+    await world.deliver(stripeEvent("charge.dispute.created", dispute({ id: paid.dp, charge: paid.ch, paymentIntent: paid.pi, amount: basic.price, status: "needs_response" }), { created: now() - 100 }));
+    let [payment] = await paymentsOf(world.sql, account);
+    assertEquals([payment.status, payment.credits_clawed_back], ["disputed", "70"]);
+    assertEquals(await balance(world.sql, account), { balance: 20, available: 20 }, "no more than the 30 spent is taken, no debt");
+
+    await world.deliver(stripeEvent("charge.dispute.closed", dispute({ id: paid.dp, charge: paid.ch, paymentIntent: paid.pi, amount: basic.price, status: "won" })));
+    [payment] = await paymentsOf(world.sql, account);
+    assertEquals([payment.status, payment.credits_clawed_back], ["partially_refunded", "40"], "the refund's share stays taken");
+    assertEquals((await balance(world.sql, account)).balance, 50, "exactly the 30 the dispute took are given back");
+  });
+});
+
 // ---------------------------------------------------------------------------
 // Customers, catalog, referrals, unknown events
 // ---------------------------------------------------------------------------
@@ -491,6 +660,28 @@ Deno.test("bad signatures, stale timestamps, unsigned and malformed bodies get 4
     assertEquals((await handler(tampered)).status, 400, "a body changed after signing");
     assertEquals(await webhookEvent(world.sql, event.id), undefined, "nothing was recorded");
     assertEquals((await world.sql`select count(*)::int as n from public.payments where stripe_checkout_session_id = ${(event.data.object as { id: string }).id}`)[0].n, 0);
+  });
+});
+
+Deno.test("a signed body with a \\u0000 escape is stored and processed (as U+FFFD), not failed forever", async () => {
+  await withWorld(async (world) => {
+    const account = await createUser(world.sql);
+    const cus = `cus_${uid()}`;
+    const c = customer({ id: cus, accountId: account, email: "nul@test.ledgerbase.dev" });
+    c.name = "Null\u0000Byte";
+    c.description = "a literal backslash-u0000: \\u0000";
+    const event = stripeEvent("customer.created", c);
+    const body = JSON.stringify(event);
+    assert(body.includes("Null\\u0000Byte"), "JSON.stringify escapes the NUL as \\u0000");
+    const handler = createWebhookHandler({ env: testEnv(), sql: world.sql, log: silent });
+    const response = await handler(await webhookRequest(body));
+    assertEquals([response.status, await response.json()], [200, { received: true, status: "processed" }]);
+    const [row] = await world.sql<{ status: string; name: string; description: string }[]>`
+      select status, payload -> 'data' -> 'object' ->> 'name' as name, payload -> 'data' -> 'object' ->> 'description' as description
+      from public.webhook_events where provider = 'stripe' and event_id = ${event.id}`;
+    assertEquals([row.status, row.name, row.description], ["processed", "Null\uFFFDByte", "a literal backslash-u0000: \\u0000"]);
+    const [linked] = await world.sql`select stripe_customer_id from public.billing_customers where account_id = ${account}`;
+    assertEquals(linked.stripe_customer_id, cus);
   });
 });
 

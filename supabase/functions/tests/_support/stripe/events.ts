@@ -70,6 +70,10 @@ export function checkoutSession(o: {
   quantity?: number;
   amountSubtotal?: number;
   amountTotal?: number;
+  /** Tax included in amount_total (total_details.amount_tax). */
+  amountTax?: number;
+  /** Discounts already taken off amount_total (total_details.amount_discount). */
+  amountDiscount?: number;
   currency?: string;
   paymentIntent?: string | null;
   subscription?: string | null;
@@ -95,7 +99,7 @@ export function checkoutSession(o: {
   s.subscription = o.subscription ?? null;
   s.currency_conversion = null;
   s.shipping_cost = null;
-  s.total_details = { amount_discount: 0, amount_shipping: 0, amount_tax: 0 };
+  s.total_details = { amount_discount: o.amountDiscount ?? 0, amount_shipping: 0, amount_tax: o.amountTax ?? 0 };
   return s;
 }
 
@@ -154,6 +158,10 @@ export function invoice(o: {
   amountPaid: number;
   amountDue?: number;
   subtotal?: number;
+  /** The total after discounts, before tax (default: the subtotal, no discount). */
+  totalExcludingTax?: number;
+  /** Tax on top of total_excluding_tax (default 0). */
+  tax?: number;
   currency?: string;
   billingReason?: string;
   status?: "paid" | "open";
@@ -173,7 +181,10 @@ export function invoice(o: {
   inv.amount_due = o.amountDue ?? o.amountPaid;
   inv.amount_remaining = inv.status === "paid" ? 0 : inv.amount_due;
   inv.subtotal = o.subtotal ?? o.amountDue ?? o.amountPaid;
-  inv.total = inv.subtotal;
+  inv.subtotal_excluding_tax = inv.subtotal;
+  inv.total_excluding_tax = o.totalExcludingTax ?? inv.subtotal;
+  inv.total = (inv.total_excluding_tax as number) + (o.tax ?? 0);
+  inv.total_discount_amounts = [];
   inv.currency = o.currency ?? "usd";
   inv.billing_reason = o.billingReason ?? "subscription_cycle";
   inv.hosted_invoice_url = `https://invoice.stripe.com/i/${o.id}`;
