@@ -7,7 +7,7 @@
 import { join, relative } from "node:path";
 import { bold, dim, formatMs, green, main, parseArgs, red, step, UserError } from "./lib/log.ts";
 import { Cluster, ensurePackages, freePort } from "./lib/postgres.ts";
-import { bin, databaseTestsDir, functionsDir, platformDir, root, typesFile } from "./lib/paths.ts";
+import { bin, databaseTestsDir, functionsDir, local, platformDir, root, typesFile } from "./lib/paths.ts";
 import { run } from "./lib/proc.ts";
 import { generateTypes, pushMigrations, supabase } from "./lib/supabase.ts";
 import { parseDenoSummary, parseProveOutput } from "./lib/tap.ts";
@@ -34,7 +34,8 @@ await main(async () => {
 
   await step("Checking Debian packages (PostgreSQL 15, pgTAP, plpgsql_check, pg_prove)", () => ensurePackages(console.log));
 
-  const cluster = new Cluster({ dir: testClusterDir, port: await freePort(54330), ephemeral: true });
+  await removeAbandonedClusters();
+  const cluster = new Cluster({ dir: testClusterDir(), port: await freePort(54330), ephemeral: true });
   const url = cluster.url();
   try {
     await step(`Creating a throw-away database on port ${cluster.port}`, async () => {
@@ -86,6 +87,20 @@ await main(async () => {
   console.log(`${total.p} passed, ${total.f} failed${total.s ? `, ${total.s} skipped` : ""}`);
   return total.f > 0 ? 1 : 0;
 });
+
+/** Clusters of earlier runs that were killed before cleaning up (their process is gone). */
+async function removeAbandonedClusters(): Promise<void> {
+  await Deno.mkdir(local, { recursive: true });
+  for await (const entry of Deno.readDir(local)) {
+    const pid = entry.name.match(/^test-db-(\d+)$/)?.[1];
+    if (!pid || Number(pid) === Deno.pid) continue;
+    try {
+      await Deno.stat(`/proc/${pid}`);
+    } catch {
+      await new Cluster({ dir: join(local, entry.name), port: 0 }).destroy().catch(() => {});
+    }
+  }
+}
 
 async function sqlIn(dir: string): Promise<string[]> {
   const files: string[] = [];

@@ -86,6 +86,7 @@ export const API_ERRORS = {
   idempotency_conflict: 409,
   already_referred: 409,
   already_member: 409,
+  member_limit_reached: 409,
   slug_taken: 409,
   username_taken: 409,
   not_found: 404,
@@ -105,6 +106,7 @@ export const API_ERRORS = {
   self_referral: 400,
   referral_cycle: 400,
   referral_window_closed: 400,
+  anonymous_user: 400,
   permission_denied: 403,
 } as const;
 

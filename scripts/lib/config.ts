@@ -10,7 +10,8 @@ export const FUNCTIONS_PORT = Number(Deno.env.get("LEDGERBASE_FUNCTIONS_PORT") ?
 export const DEFAULT_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long";
 
 export const devClusterDir = join(local, "db");
-export const testClusterDir = join(local, "test-db");
+/** Each run of npm test gets a cluster of its own, so two runs never share one. */
+export const testClusterDir = (pid = Deno.pid) => join(local, `test-db-${pid}`);
 export const functionsPidFile = join(local, "functions.pid");
 export const functionsLogFile = join(local, "functions.log");
 export const functionsUrl = (port = FUNCTIONS_PORT) => `http://127.0.0.1:${port}/functions/v1`;

@@ -20,6 +20,9 @@
 --   private.on_signup(user_id uuid, referral_code text)  called once per new user after every
 --     signup row exists; the referral migration applies the code here. Errors raised in it are
 --     turned into warnings: a referral problem never blocks a signup.
+--   private.account_member_limit(account_id uuid)  (out plan_key, out max_members) the most
+--     members the account's plan allows, null for unlimited; unlimited here, the catalog
+--     migration reads plans.max_members of private.account_plan(account_id) instead.
 --
 -- Writes by clients go through the RPCs only (security definer, search_path ''), except the
 -- four editable columns of one's own profile. Every table is under RLS.
@@ -42,7 +45,7 @@ create policy "Clients never access settings" on private.settings
 
 insert into private.settings (key, value, description) values
   ('invitation_ttl', '"7 days"', 'How long an account invitation stays valid: an interval string ("7 days") or a number of seconds.'),
-  ('signup_bonus_credits', '50', 'Credits granted to the personal account of every new user (applied by the credits migration through private.on_account_created).')
+  ('signup_bonus_credits', '50', 'Credits granted to the personal account of every new user who is not anonymous (applied by the credits migration through private.on_account_created).')
 on conflict (key) do nothing;
 
 create function private.setting(key text)
@@ -628,8 +631,8 @@ language sql
 set search_path = ''
 as $$
   -- Intentionally empty. The credits migration replaces this function (same signature)
-  -- to create the account's wallet and, for personal accounts, grant the signup bonus
-  -- (private.setting('signup_bonus_credits')).
+  -- to create the account's wallet and, for personal accounts of users who are not
+  -- anonymous, grant the signup bonus (private.setting('signup_bonus_credits')).
 $$;
 comment on function private.on_account_created(uuid, uuid) is
   'Seam: called once per new account (personal at signup, team in create_team_account) with the creating user, in the same transaction. No-op here; replaced by the credits migration (wallet + signup bonus). Errors abort the account creation.';
@@ -644,6 +647,55 @@ as $$
 $$;
 comment on function private.on_signup(uuid, text) is
   'Seam: called once per new user after profile, personal account, membership and staff role exist; referral_code is raw_user_meta_data.referral_code when it was a non-empty string, else null. No-op here; replaced by the referral migration. Its errors are logged as warnings and never block the signup.';
+
+create function private.account_member_limit(account_id uuid, out plan_key text, out max_members integer)
+returns record
+language sql
+stable
+set search_path = ''
+as $$
+  -- Unlimited until the catalog exists. The catalog migration replaces this function (same
+  -- signature) to read plans.max_members of the account's plan (private.account_plan).
+  select null::text, null::integer
+$$;
+comment on function private.account_member_limit(uuid) is
+  'Seam: the plan an account is on and the most members it allows (max_members null = unlimited). Unlimited here; replaced by the catalog migration (plans.max_members of private.account_plan).';
+
+create function private.require_member_room(account_id uuid, count_invitations boolean, replaced_email text default null)
+returns void
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  plan_key text;
+  max_members integer;
+  taken bigint;
+begin
+  select l.plan_key, l.max_members into plan_key, max_members
+  from private.account_member_limit(require_member_room.account_id) l;
+  if max_members is null then
+    return;
+  end if;
+  select count(*) into taken from public.account_members m where m.account_id = require_member_room.account_id;
+  if require_member_room.count_invitations then
+    taken := taken + (
+      select count(*) from public.account_invitations i
+      where i.account_id = require_member_room.account_id
+        and i.accepted_at is null
+        and i.expires_at > private.now()
+        and i.email is distinct from require_member_room.replaced_email);
+  end if;
+  if taken + 1 > max_members then
+    raise exception using errcode = 'PT409', message = 'member_limit_reached',
+      detail = format('the %s plan allows at most %s member(s), the owner included%s', plan_key, max_members,
+                      case when require_member_room.count_invitations then '; pending invitations count' else '' end),
+      hint = 'upgrade the plan or remove a member';
+  end if;
+end
+$$;
+comment on function private.require_member_room(uuid, boolean, text) is
+  'Raises PT409 member_limit_reached unless one more member fits the plan''s max_members (private.account_member_limit): counts the members and, when count_invitations, the pending unexpired invitations except one to replaced_email (which the new one replaces). Call it with the account row locked (private.lock_account).';
 
 -- ---------------------------------------------------------------------------
 -- Signup, email sync and deletion (triggers on auth.users)
@@ -983,6 +1035,8 @@ begin
              where m.account_id = acc.id and lower(u.email) = clean_email) then
     raise exception using errcode = 'PT409', message = 'already_member', detail = format('%s is already a member', clean_email);
   end if;
+  -- the plan's max_members: members plus pending invitations (under the account lock)
+  perform private.require_member_room(acc.id, true, clean_email);
 
   -- inviting again replaces the pending invitation (and invalidates its token)
   delete from public.account_invitations i
@@ -1000,7 +1054,7 @@ begin
 end
 $$;
 comment on function public.invite_member(uuid, text, text) is
-  'Invites an email to a team account with a role no higher than the caller''s. Needs members.invite. Returns {invitation_id, token, expires_at}: the token is shown only here (stored as sha256). Replaces a pending invitation to the same email. Errors: 42501, personal_account, invalid_email, invalid_role (22023), already_member (PT409).';
+  'Invites an email to a team account with a role no higher than the caller''s. Needs members.invite. Returns {invitation_id, token, expires_at}: the token is shown only here (stored as sha256). Replaces a pending invitation to the same email. Members plus pending unexpired invitations may not exceed the plan''s max_members. Errors: 42501, personal_account, invalid_email, invalid_role (22023), already_member, member_limit_reached (PT409).';
 
 create function public.accept_invitation(token text)
 returns uuid
@@ -1040,6 +1094,8 @@ begin
   if exists (select 1 from public.account_members m where m.account_id = invitation.account_id and m.user_id = uid) then
     raise exception using errcode = 'PT409', message = 'already_member', detail = 'you are already a member of this account';
   end if;
+  -- the plan may have changed since the invitation was sent
+  perform private.require_member_room(invitation.account_id, false);
 
   insert into public.account_members (account_id, user_id, role, created_at, updated_at)
   values (invitation.account_id, uid, invitation.role, private.now(), private.now());
@@ -1050,7 +1106,7 @@ begin
 end
 $$;
 comment on function public.accept_invitation(text) is
-  'Joins the account of the invitation with its role and returns the account id. Only the invited (confirmed) email may accept, once, before expiry. Errors: not_found (PT404), gone (PT410: used or expired), 42501 (other email), already_member (PT409).';
+  'Joins the account of the invitation with its role and returns the account id. Only the invited (confirmed) email may accept, once, before expiry, and only while the members fit the plan''s max_members. Errors: not_found (PT404), gone (PT410: used or expired), 42501 (other email), already_member, member_limit_reached (PT409).';
 
 create function public.revoke_invitation(invitation_id uuid)
 returns void

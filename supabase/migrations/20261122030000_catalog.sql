@@ -29,7 +29,7 @@ comment on table public.plans is 'Subscription plans. An account without a live 
 comment on column public.plans.tier is 'Ordering of plans: a higher tier is an upgrade.';
 comment on column public.plans.price_cents is 'Price per billing interval in the smallest currency unit.';
 comment on column public.plans.included_credits is 'Credits granted on every paid invoice of the plan; they expire at the end of the period.';
-comment on column public.plans.max_members is 'Most members a team account on this plan may have; null means unlimited.';
+comment on column public.plans.max_members is 'Most members a team account on this plan may have, the owner included (pending invitations count when inviting); null means unlimited. Enforced by invite_member and accept_invitation; lowering it never removes anyone.';
 comment on column public.plans.limits is
   'Quotas and rate-limit overrides: {"quotas": {"<action>" | "category:<category>": <units per billing period>}, "rate_limits": {"<policy>": {"capacity": n, "refill_per_second": r}}}.';
 create index plans_stripe_product_id_idx on public.plans (stripe_product_id);
@@ -125,7 +125,8 @@ create policy "Staff admins can delete billable actions" on public.billable_acti
   for delete to authenticated using ((select public.is_staff_admin()));
 
 -- ---------------------------------------------------------------------------
--- The free plan always exists: entitlements fall back to it.
+-- The free plan always exists: entitlements fall back to it. Its max_members 1 means a
+-- team on free has its owner only: inviting needs a paid plan.
 -- ---------------------------------------------------------------------------
 insert into public.plans (key, name, tier, price_cents, included_credits, max_members, features, limits)
 values ('free', 'Free', 0, 0, 0, 1, '{}'::jsonb, '{}'::jsonb)
@@ -154,3 +155,17 @@ as $$
 $$;
 comment on function private.account_plan(uuid) is
   'The plan an account is on now, its limits and the current billing period. Quotas and rate-limit overrides read it; billing redefines it to follow the live subscription.';
+
+-- The member limit of team accounts (identity seam): plans.max_members of the account's plan.
+create or replace function private.account_member_limit(account_id uuid, out plan_key text, out max_members integer)
+returns record
+language sql
+stable
+set search_path = ''
+as $$
+  select ap.plan_key, p.max_members
+  from private.account_plan(account_member_limit.account_id) ap
+  left join public.plans p on p.key = ap.plan_key
+$$;
+comment on function private.account_member_limit(uuid) is
+  'The plan an account is on (private.account_plan, which billing redefines) and its max_members, the most members a team on it may have, the owner included (null = unlimited). invite_member and accept_invitation enforce it.';

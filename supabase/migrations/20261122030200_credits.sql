@@ -1190,15 +1190,18 @@ declare
 begin
   insert into public.credit_balances (account_id) values (on_account_created.account_id)
   on conflict on constraint credit_balances_pkey do nothing;
-  -- The personal account (its id is the user's) gets the signup bonus, once.
-  if on_account_created.account_id = on_account_created.user_id and bonus > 0 then
+  -- The personal account (its id is the user's) gets the signup bonus, once; anonymous
+  -- sign-ups (auth.users.is_anonymous) get none, so throw-away sessions cannot farm credits.
+  if on_account_created.account_id = on_account_created.user_id and bonus > 0
+     and not exists (select 1 from auth.users u
+                     where u.id = on_account_created.user_id and u.is_anonymous) then
     perform private.grant_credits(on_account_created.account_id, bonus, 'signup_bonus',
       private.now() + lifetime, 'signup_bonus', null, '{}'::jsonb);
   end if;
 end
 $$;
 comment on function private.on_account_created(uuid, uuid) is
-  'Called once per new account: creates its wallet and, for a personal account, grants the signup bonus (settings signup_bonus_credits, signup_bonus_expires_after).';
+  'Called once per new account: creates its wallet and, for the personal account of a user who is not anonymous (auth.users.is_anonymous), grants the signup bonus (settings signup_bonus_credits, signup_bonus_expires_after).';
 
 insert into public.credit_balances (account_id)
 select a.id from public.accounts a

@@ -2,7 +2,7 @@
 --
 -- Rules: a code applies at signup (raw_user_meta_data.referral_code) or by
 -- redeem_referral_code(code) within the window after signup (setting, 30 days); once
--- per user; never one's own code; never a cycle (the referee may not be an ancestor of
+-- per user; never an anonymous user (auth.users.is_anonymous); never one's own code; never a cycle (the referee may not be an ancestor of
 -- the referrer); a referrer earns at most referral_monthly_cap rewards per calendar
 -- month (further referrals are recorded, unrewarded). Rewards are paid on signup or on
 -- the referee's first payment (setting), idempotently: each reward is a grant keyed by
@@ -103,6 +103,10 @@ declare
   r public.referrals;
   normalized text := upper(btrim(code));
 begin
+  -- Anonymous sign-ups cost nothing to make: they are never referees (no farming rewards).
+  if exists (select 1 from auth.users u where u.id = apply_referral.referee_id and u.is_anonymous) then
+    raise exception using errcode = '22023', message = 'anonymous_user', detail = 'sign up with an email first';
+  end if;
   if normalized is null or normalized !~ '^[2-9A-HJKMNP-Z]{8}$' then
     raise exception using errcode = 'PT404', message = 'not_found', detail = 'no such referral code';
   end if;
@@ -140,7 +144,7 @@ begin
 end
 $$;
 comment on function private.apply_referral(uuid, text) is
-  'Records that the code''s owner referred this user (PT404 not_found, 22023 self_referral / referral_cycle, PT409 already_referred) and, when rewards are paid on signup, pays them.';
+  'Records that the code''s owner referred this user (22023 anonymous_user for an anonymous referee, PT404 not_found, 22023 self_referral / referral_cycle, PT409 already_referred) and, when rewards are paid on signup, pays them.';
 
 -- At signup: the code from raw_user_meta_data (errors become warnings in the signup trigger).
 create or replace function private.on_signup(user_id uuid, referral_code text)
@@ -204,6 +208,6 @@ begin
 end
 $$;
 comment on function public.redeem_referral_code(text) is
-  'Applies a referral code to the signed-in user within the referral window. Returns {status: rewarded | pending | capped, referrer_reward, referee_reward}. Errors: PT404 not_found, PT409 already_referred, 22023 self_referral / referral_cycle / referral_window_closed, PT429 rate_limited.';
+  'Applies a referral code to the signed-in user within the referral window. Returns {status: rewarded | pending | capped, referrer_reward, referee_reward}. Errors: PT404 not_found, PT409 already_referred, 22023 anonymous_user / self_referral / referral_cycle / referral_window_closed, PT429 rate_limited.';
 
 grant execute on function public.redeem_referral_code(text) to authenticated;

@@ -9,7 +9,7 @@
 -- The team is funded with 100 purchased credits by the runner (private.grant_credits).
 -- The free plan's limits are emptied (no seed quotas) so only the wallet is under test.
 begin;
-select plan(129);
+select plan(130);
 
 select tests.freeze_time('2031-05-10 12:00:00+00');
 update public.plans set limits = '{}' where key = 'free';
@@ -87,6 +87,20 @@ select is(
    where w.account_id in ('21000000-0000-4000-8000-000000000001', '21000000-0000-4000-8000-000000000005', '21000000-0000-4000-8000-000000000006')
      and w.balance = 50 and g.source = 'signup_bonus'),
   3, 'every new user gets the bonus, once');
+-- An anonymous sign-up (auth.users.is_anonymous) gets its wallet but no bonus: throw-away
+-- sessions must not mint credits. Inserted directly: tests.create_supabase_user makes real users.
+insert into auth.users (instance_id, id, aud, role, email, encrypted_password, raw_app_meta_data, raw_user_meta_data,
+                        created_at, updated_at, is_anonymous)
+values ('00000000-0000-0000-0000-000000000000', '21000000-0000-4000-8000-0000000000e1', 'authenticated', 'authenticated',
+        null, '', '{"provider": "anonymous", "providers": ["anonymous"]}', '{"test_identifier": "t21_anonymous"}',
+        now(), now(), true);
+select results_eq(
+  $$ select w.balance, w.held, w.available,
+            (select count(*)::int from public.credit_grants g where g.account_id = w.account_id),
+            (select count(*)::int from public.credit_ledger l where l.account_id = w.account_id)
+     from public.credit_balances w where w.account_id = '21000000-0000-4000-8000-0000000000e1' $$,
+  $$ values (0::bigint, 0::bigint, 0::bigint, 0, 0) $$,
+  'an anonymous sign-up gets a personal wallet with 0 credits: no signup bonus lot, no ledger entry');
 select is(tests.wallet_check('21000000-0000-4000-8000-000000000003'), 'ok', 'invariants hold for a fresh personal wallet');
 
 -- A team made through the RPC gets a wallet with 0 and no bonus.

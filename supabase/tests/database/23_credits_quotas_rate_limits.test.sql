@@ -10,6 +10,9 @@ select plan(61);
 
 select tests.freeze_time('2031-05-20 10:00:00+00');
 update public.plans set limits = '{"quotas": {"api_call": 3, "category:generation": 2}}' where key = 'free';
+-- The invitation story is about the rate limit, not the plan's member limit
+-- (14_identity_member_limits): the free plan's max_members is lifted in this transaction.
+update public.plans set max_members = null where key = 'free';
 
 select tests.create_supabase_user('t23_owner', 'owner@limits.test', '23000000-0000-4000-8000-000000000001');
 select tests.create_supabase_user('t23_admin', 'admin@limits.test', '23000000-0000-4000-8000-000000000002');

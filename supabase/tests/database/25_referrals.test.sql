@@ -1,6 +1,6 @@
 -- Referrals: Rita refers people; the rules that keep the program from being gamed.
 begin;
-select plan(27);
+select plan(32);
 
 -- Personas --------------------------------------------------------------------
 select tests.create_supabase_user('rita', 'rita@referrals.test', 'aaaa0000-0000-4000-8000-000000000001');
@@ -93,6 +93,38 @@ select is((select count(*) from public.referrals), 0::bigint, 'a stranger sees n
 select throws_ok($$ update public.referrals set referrer_reward = 1000 $$, '42501', null, 'nobody changes a referral directly');
 select tests.authenticate_as_anon();
 select throws_ok($$ select count(*) from public.referrals $$, '42501', null, 'anon cannot read referrals');
+select tests.clear_authentication();
+
+-- 8. Anonymous sign-ups (auth.users.is_anonymous) are never referees: they cost nothing to make.
+insert into auth.users (instance_id, id, aud, role, email, encrypted_password, raw_app_meta_data, raw_user_meta_data,
+                        created_at, updated_at, is_anonymous)
+values ('00000000-0000-0000-0000-000000000000', 'aaaa0000-0000-4000-8000-0000000000a1', 'authenticated', 'authenticated',
+        null, '', '{"provider": "anonymous", "providers": ["anonymous"]}',
+        jsonb_build_object('test_identifier', 'anonymous',
+                           'referral_code', (select referral_code from codes where id = 'aaaa0000-0000-4000-8000-000000000003')),
+        now(), now(), true);
+select is((select count(*) from public.referrals where referee_id = 'aaaa0000-0000-4000-8000-0000000000a1'), 0::bigint,
+  'a referral code in an anonymous sign-up''s metadata is not applied (and the signup went through)');
+select is((select code from private.signup_referral_codes where user_id = 'aaaa0000-0000-4000-8000-0000000000a1'),
+  (select referral_code from codes where id = 'aaaa0000-0000-4000-8000-000000000003'),
+  'the code is still remembered with the signup');
+select tests.authenticate_as('anonymous');
+select throws_ok($$ select public.redeem_referral_code((select referral_code from codes where id = 'aaaa0000-0000-4000-8000-000000000003')) $$,
+  '22023', 'anonymous_user', 'an anonymous user cannot redeem a referral code');
+select tests.clear_authentication();
+select results_eq(
+  $$ select (select count(*) from public.referrals where referee_id = 'aaaa0000-0000-4000-8000-0000000000a1'),
+            (select referred_by from public.profiles where id = 'aaaa0000-0000-4000-8000-0000000000a1'),
+            (select balance from public.credit_balances where account_id = 'aaaa0000-0000-4000-8000-000000000003'),
+            (select balance from public.credit_balances where account_id = 'aaaa0000-0000-4000-8000-0000000000a1') $$,
+  $$ values (0::bigint, null::uuid, 50::bigint, 0::bigint) $$,
+  'nothing was written and nobody was paid: Tess keeps 50, the anonymous user has no signup bonus');
+-- Once the user signs up with an email (GoTrue clears is_anonymous), the code can be redeemed.
+update auth.users set is_anonymous = false, email = 'converted@referrals.test', email_confirmed_at = now()
+where id = 'aaaa0000-0000-4000-8000-0000000000a1';
+select tests.authenticate_as('anonymous');
+select is(public.redeem_referral_code((select referral_code from codes where id = 'aaaa0000-0000-4000-8000-000000000003')) ->> 'status',
+  'pending', 'after converting to an email account, the user redeems the code (rewards wait for the first payment)');
 select tests.clear_authentication();
 
 select * from finish();

@@ -6,6 +6,9 @@ begin;
 select plan(50);
 
 select tests.freeze_time('2031-05-01 09:00:00+00');
+-- Invitations are the subject here, not the plan's member limit (14_identity_member_limits):
+-- the teams are on the free plan, whose max_members is lifted inside this transaction.
+update public.plans set max_members = null where key = 'free';
 select tests.create_supabase_user('owner', 'owner@audit.test', '30000000-0000-4000-8000-000000000001');
 select tests.create_supabase_user('admin', 'admin@audit.test', '30000000-0000-4000-8000-000000000002');
 select tests.create_supabase_user('member', 'member@audit.test', '30000000-0000-4000-8000-000000000003');

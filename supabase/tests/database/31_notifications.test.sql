@@ -5,6 +5,9 @@ begin;
 select plan(36);
 
 select tests.freeze_time('2031-06-01 08:00:00+00');
+-- Invitations are the subject here, not the plan's member limit (14_identity_member_limits):
+-- the teams are on the free plan, whose max_members is lifted inside this transaction.
+update public.plans set max_members = null where key = 'free';
 select tests.create_supabase_user('owner', 'owner@notify.test', '31000000-0000-4000-8000-000000000001');
 select tests.create_supabase_user('admin', 'admin@notify.test', '31000000-0000-4000-8000-000000000002');
 select tests.create_supabase_user('member', 'member@notify.test', '31000000-0000-4000-8000-000000000003');
