@@ -138,7 +138,7 @@ async function benchMain(): Promise<void> {
   // Not ephemeral: fsync, synchronous_commit and full_page_writes stay on, as in production.
   const dir = join(local, "bench-db");
   await new Cluster({ dir, port: 0 }).stop(); // a leftover of an interrupted run frees its port first
-  const cluster = new Cluster({ dir, port: await freePort(54380) });
+  const cluster = new Cluster({ dir, port: freePort(54380) });
   const logs = await Deno.makeTempDir({ prefix: "ledgerbase-bench-" });
   const consumeTransactions = { count: 0 };
   const bench = new Bench(cluster, clients, logs, consumeTransactions);

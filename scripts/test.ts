@@ -35,7 +35,7 @@ await main(async () => {
   await step("Checking Debian packages (PostgreSQL 15, pgTAP, plpgsql_check, pg_prove)", () => ensurePackages(console.log));
 
   await removeAbandonedClusters();
-  const cluster = new Cluster({ dir: testClusterDir(), port: await freePort(54330), ephemeral: true });
+  const cluster = new Cluster({ dir: testClusterDir(), port: freePort(54330), ephemeral: true });
   const url = cluster.url();
   try {
     await step(`Creating a throw-away database on port ${cluster.port}`, async () => {
@@ -46,7 +46,7 @@ await main(async () => {
       await cluster.psql({ command: "create extension if not exists pgtap with schema extensions" }, "supabase_admin");
     });
 
-    outcomes.push(await pgTap("platform fidelity", url, cluster.port, await sqlIn(platformDir + "/tests")));
+    outcomes.push(await pgTap("platform fidelity", cluster.port, await sqlIn(platformDir + "/tests")));
 
     await step("Applying migrations and seed with `supabase db push`", async () => {
       const applied = await pushMigrations(url);
@@ -55,7 +55,7 @@ await main(async () => {
 
     if (wants("pgtap")) {
       const files = sqlFiles.length ? withHelpers(sqlFiles) : await sqlIn(databaseTestsDir);
-      outcomes.push(await pgTap("pgTAP", url, cluster.port, files));
+      outcomes.push(await pgTap("pgTAP", cluster.port, files));
     }
     if (wants("deno") && (sqlFiles.length === 0 || tsFiles.length > 0)) outcomes.push(await denoTests(url, tsFiles));
     if (positional.length === 0) {
@@ -115,7 +115,7 @@ function withHelpers(files: string[]): string[] {
   return absolute.includes(helpers) ? absolute : [helpers, ...absolute];
 }
 
-async function pgTap(name: string, url: string, port: number, files: string[]): Promise<Outcome> {
+async function pgTap(name: string, port: number, files: string[]): Promise<Outcome> {
   return await timed(name, async () => {
     console.log(`${dim("•")} ${name}: pg_prove over ${files.length} files…`);
     const result = await run("pg_prove", ["-v", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", ...files.map((f) => relative(root, f))], {
@@ -200,15 +200,19 @@ async function typesDrift(url: string): Promise<Outcome> {
   });
 }
 
-/** Typed supabase-js calls must compile against the committed types; scripts must compile too. */
+/** Typed supabase-js calls must compile against the committed types; scripts must compile; all code passes deno lint. */
 async function typeCheck(): Promise<Outcome> {
-  return await timed("deno check (client types, scripts)", async () => {
+  return await timed("deno check + lint", async () => {
     console.log(`${dim("•")} deno check: typed supabase-js calls and scripts…`);
     const targets = ["types/index.ts", "types/client_check.ts", ...(await tsIn(join(root, "scripts")))];
-    const result = await run(bin("deno"), ["check", "--quiet", ...targets], { cwd: root, env: { NO_COLOR: "1" } });
-    if (result.code !== 0) for (const l of (result.stderr + result.stdout).split("\n").filter((l) => l.trim()).slice(0, 40)) console.log(`      ${l}`);
-    console.log(`  ${result.code ? red("✗") : green("✓")} deno check`);
-    return { passed: result.code ? 0 : 1, failed: result.code ? 1 : 0, skipped: 0 };
+    const checked = await run(bin("deno"), ["check", "--quiet", ...targets], { cwd: root, env: { NO_COLOR: "1" } });
+    const linted = checked.code === 0 ? await run(bin("deno"), ["lint", "--quiet"], { cwd: root, env: { NO_COLOR: "1" } }) : checked;
+    for (const result of [checked, linted]) {
+      if (result.code !== 0) for (const l of (result.stderr + result.stdout).split("\n").filter((l) => l.trim()).slice(0, 40)) console.log(`      ${l}`);
+    }
+    const failed = checked.code !== 0 || linted.code !== 0;
+    console.log(`  ${failed ? red("✗") : green("✓")} deno check and deno lint`);
+    return { passed: failed ? 0 : 1, failed: failed ? 1 : 0, skipped: 0 };
   });
 }
 

@@ -9,7 +9,7 @@ import { join } from "node:path";
 await main(async () => {
   parseArgs(Deno.args, {}, "usage: npm run types\n\nRegenerates types/database.ts from supabase/migrations.");
   await step("Checking Debian packages", () => ensurePackages(console.log));
-  const cluster = new Cluster({ dir: join(local, "types-db"), port: await freePort(54360), ephemeral: true });
+  const cluster = new Cluster({ dir: join(local, "types-db"), port: freePort(54360), ephemeral: true });
   try {
     await step("Building a throw-away database from the migrations", async () => {
       await cluster.destroy();

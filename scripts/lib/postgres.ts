@@ -97,7 +97,7 @@ export class Cluster {
 
   async start(): Promise<void> {
     if (await this.running()) return;
-    if (await portInUse(this.port)) {
+    if (portInUse(this.port)) {
       throw new UserError(
         `port ${this.port} is taken by another process`,
         `stop whatever listens there (\`ss -ltnp 'sport = :${this.port}'\` shows it; \`npx supabase stop\` if it is a Docker stack), then run this command again`,
@@ -137,7 +137,7 @@ export class Cluster {
   }
 }
 
-export async function portInUse(port: number): Promise<boolean> {
+export function portInUse(port: number): boolean {
   try {
     const listener = Deno.listen({ hostname: "127.0.0.1", port });
     listener.close();
@@ -148,7 +148,7 @@ export async function portInUse(port: number): Promise<boolean> {
 }
 
 /** The first free TCP port at or after `from`. */
-export async function freePort(from: number): Promise<number> {
-  for (let port = from; port < from + 200; port++) if (!(await portInUse(port))) return port;
+export function freePort(from: number): number {
+  for (let port = from; port < from + 200; port++) if (!portInUse(port)) return port;
   throw new UserError(`no free TCP port found in ${from}–${from + 199}`);
 }

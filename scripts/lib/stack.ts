@@ -74,7 +74,7 @@ export async function stopFunctions(): Promise<boolean> {
 /** (Re)starts the server that serves every function at /functions/v1/<name>, detached from this command. */
 export async function startFunctions(env: Record<string, string>): Promise<void> {
   await stopFunctions();
-  if (await portInUse(FUNCTIONS_PORT)) {
+  if (portInUse(FUNCTIONS_PORT)) {
     throw new UserError(
       `port ${FUNCTIONS_PORT} (functions) is taken by another process`,
       `stop it (\`ss -ltnp 'sport = :${FUNCTIONS_PORT}'\` shows which; \`npx supabase stop\` if it is a Docker stack) or set LEDGERBASE_FUNCTIONS_PORT`,

@@ -46,7 +46,7 @@ export function nested(params: Record<string, string>, prefix: string): Record<s
   return out;
 }
 
-export async function startFakeStripe(): Promise<FakeStripe> {
+export function startFakeStripe(): Promise<FakeStripe> {
   const requests: RecordedRequest[] = [];
   const customers: string[] = [];
   const replays = new Map<string, { status: number; body: Json }>();
@@ -127,7 +127,7 @@ export async function startFakeStripe(): Promise<FakeStripe> {
   });
   const { port } = server.addr as Deno.NetAddr;
 
-  return {
+  return Promise.resolve({
     url: `http://127.0.0.1:${port}`,
     requests,
     customers,
@@ -140,5 +140,5 @@ export async function startFakeStripe(): Promise<FakeStripe> {
     async close() {
       await server.shutdown();
     },
-  };
+  });
 }
