@@ -9,6 +9,8 @@
 --   tests.authenticate_as_service_role()                         act as the service_role key
 --   tests.clear_authentication()                                 back to the test runner's role
 --   tests.freeze_time(ts) / tests.unfreeze_time()                the clock of private.now()
+--   tests.caught(statement)                                       the error a statement raises, as JSON
+--   tests.rls_probe(persona, statement)                           allow / deny for a statement as a persona
 
 create extension if not exists pgtap with schema extensions;
 
@@ -174,14 +176,64 @@ as $$
   select set_config('ledgerbase.now', '', true);
 $$;
 
+-- The error a statement raises, as {code, message, detail, hint}, or null when it succeeds.
+create or replace function tests.caught(statement text) returns jsonb
+language plpgsql set search_path = '' as $$
+declare d text; h text;
+begin
+  execute statement;
+  return null;
+exception when others then
+  get stacked diagnostics d = pg_exception_detail, h = pg_exception_hint;
+  return jsonb_build_object('code', sqlstate, 'message', sqlerrm, 'detail', nullif(d, ''), 'hint', nullif(h, ''));
+end
+$$;
+
+-- Runs a statement as a persona and undoes it: 'allow' when it saw or changed a row,
+-- 'deny' when it saw none or lacked the privilege, else the error.
+create or replace function tests.rls_probe(persona text, statement text)
+returns text
+language plpgsql
+set search_path = ''
+as $$
+declare
+  affected bigint;
+  outcome text;
+begin
+  begin
+    case persona
+      when 'anon' then perform tests.authenticate_as_anon();
+      when 'service_role' then perform tests.authenticate_as_service_role();
+      else perform tests.authenticate_as(persona);
+    end case;
+    if statement ~* '^\s*select' then
+      execute statement into affected;
+    else
+      execute statement;
+      get diagnostics affected = row_count;
+    end if;
+    outcome := case when affected > 0 then 'allow' else 'deny' end;
+    raise exception using errcode = 'TPROB', message = 'probe rolled back';
+  exception
+    when sqlstate 'TPROB' then null;  -- the probe's effects (and the role switch) are undone
+    when insufficient_privilege then outcome := 'deny';
+    when others then outcome := format('error %s: %s', sqlstate, sqlerrm);
+  end;
+  return outcome;
+end
+$$;
+
 revoke all on all functions in schema tests from public;
 grant execute on all functions in schema tests to anon, authenticated, service_role;
 
 -- The helpers themselves are tested: everything else stands on them.
 begin;
-select plan(12);
+select plan(16);
 
 select tests.create_supabase_user('helper_alice', 'alice@helpers.test', '00000000-0000-4000-8000-00000000a11c');
+create table tests.helper_probe (id int);
+insert into tests.helper_probe values (1);
+grant select on tests.helper_probe to service_role;
 
 -- A user made by the helper is a real auth.users row with the fixed id asked for.
 select is(tests.get_supabase_uid('helper_alice'), '00000000-0000-4000-8000-00000000a11c'::uuid,
@@ -213,6 +265,14 @@ select is(private.now(), '2030-01-01 12:00:00+00'::timestamptz, 'freeze_time set
 select tests.unfreeze_time();
 select ok(private.now() > '2030-01-01'::timestamptz is false and private.now() >= now(),
   'unfreeze_time brings private.now() back to the real clock');
+
+-- The probes used by the RLS matrices and error stories.
+select is(tests.caught($$ select 1 / 0 $$) ->> 'code', '22012', 'tests.caught returns the SQLSTATE of the error');
+select is(tests.rls_probe('anon', $$ select count(*) from auth.users $$), 'deny',
+  'tests.rls_probe reports a missing privilege as deny');
+select is(tests.rls_probe('service_role', $$ select count(*) from tests.helper_probe $$), 'allow',
+  'tests.rls_probe reports rows seen as allow');
+select is(current_user::text, session_user::text, 'and the probe''s role switch is undone');
 
 select * from finish();
 rollback;

@@ -36,37 +36,6 @@ insert into public.account_invitations (id, account_id, email, role, invited_by,
 -- ---------------------------------------------------------------------------
 -- The probe
 -- ---------------------------------------------------------------------------
-create function tests.rls_probe(persona text, statement text)
-returns text
-language plpgsql
-set search_path = ''
-as $$
-declare
-  affected bigint;
-  outcome text;
-begin
-  begin
-    case persona
-      when 'anon' then perform tests.authenticate_as_anon();
-      when 'service_role' then perform tests.authenticate_as_service_role();
-      else perform tests.authenticate_as(persona);
-    end case;
-    if statement ~* '^\s*select' then
-      execute statement into affected;
-    else
-      execute statement;
-      get diagnostics affected = row_count;
-    end if;
-    outcome := case when affected > 0 then 'allow' else 'deny' end;
-    raise exception using errcode = 'TPROB', message = 'probe rolled back';
-  exception
-    when sqlstate 'TPROB' then null;  -- the probe's effects (and the role switch) are undone
-    when insufficient_privilege then outcome := 'deny';
-    when others then outcome := format('error %s: %s', sqlstate, sqlerrm);
-  end;
-  return outcome;
-end
-$$;
 
 create temp table personas (ord int, persona text) on commit drop;
 insert into personas values

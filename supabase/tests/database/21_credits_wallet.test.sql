@@ -34,18 +34,6 @@ insert into public.account_members (account_id, user_id, role) values
 select private.on_account_created('21000000-0000-4000-8000-0000000000a0', '21000000-0000-4000-8000-000000000001');
 
 -- Test plumbing. caught(sql): the error a statement raises as {code, message, detail, hint}, or null.
-create function tests.caught(statement text) returns jsonb
-language plpgsql set search_path = '' as $$
-declare d text; h text;
-begin
-  execute statement;
-  return null;
-exception when others then
-  get stacked diagnostics d = pg_exception_detail, h = pg_exception_hint;
-  return jsonb_build_object('code', sqlstate, 'message', sqlerrm, 'detail', nullif(d, ''), 'hint', nullif(h, ''));
-end
-$$;
-grant execute on function tests.caught(text) to anon, authenticated, service_role;
 -- wallet_check(account): 'ok' when balance = sum of ledger deltas = sum of unexpired remaining
 -- (debt lot included), available = balance - held, 0 <= held, and the last ledger entry's
 -- balance_after is the balance; otherwise the numbers.

@@ -23,18 +23,6 @@ insert into public.account_members (account_id, user_id, role) values
 select private.on_account_created('22000000-0000-4000-8000-0000000000a0', '22000000-0000-4000-8000-000000000001');
 select private.grant_credits('22000000-0000-4000-8000-0000000000a0', 100, 'purchase', null, 'fund');
 
-create function tests.caught(statement text) returns jsonb
-language plpgsql set search_path = '' as $$
-declare d text; h text;
-begin
-  execute statement;
-  return null;
-exception when others then
-  get stacked diagnostics d = pg_exception_detail, h = pg_exception_hint;
-  return jsonb_build_object('code', sqlstate, 'message', sqlerrm, 'detail', nullif(d, ''), 'hint', nullif(h, ''));
-end
-$$;
-grant execute on function tests.caught(text) to anon, authenticated, service_role;
 create function tests.wallet_check(acc uuid) returns text
 language sql stable security definer set search_path = '' as $$
   select case when w.balance = l.total and w.balance = g.total and w.available = w.balance - w.held

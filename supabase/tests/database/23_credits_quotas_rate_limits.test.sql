@@ -27,18 +27,6 @@ insert into public.account_members (account_id, user_id, role) values
 select private.on_account_created('23000000-0000-4000-8000-0000000000a0', '23000000-0000-4000-8000-000000000001');
 select private.grant_credits('23000000-0000-4000-8000-0000000000a0', 100, 'purchase');
 
-create function tests.caught(statement text) returns jsonb
-language plpgsql set search_path = '' as $$
-declare d text; h text;
-begin
-  execute statement;
-  return null;
-exception when others then
-  get stacked diagnostics d = pg_exception_detail, h = pg_exception_hint;
-  return jsonb_build_object('code', sqlstate, 'message', sqlerrm, 'detail', nullif(d, ''), 'hint', nullif(h, ''));
-end
-$$;
-grant execute on function tests.caught(text) to anon, authenticated, service_role;
 -- "balance/usage events" of an account, bypassing RLS.
 create function tests.footprint(acc uuid) returns text
 language sql stable security definer set search_path = '' as $$
