@@ -1,9 +1,9 @@
 // The local stack: the development cluster, its database and the functions server.
 import { join } from "node:path";
-import { Cluster, ensurePackages, freePort, portInUse } from "./postgres.ts";
+import { Cluster, ensurePackages, portInUse } from "./postgres.ts";
 import { DEV_DB_PORT, devClusterDir, FUNCTIONS_PORT, functionsLogFile, functionsPidFile, functionsUrl } from "./config.ts";
 import { bin, local, root } from "./paths.ts";
-import { exists, must, run } from "./proc.ts";
+import { exists, must } from "./proc.ts";
 import { pushMigrations } from "./supabase.ts";
 import { dim, step, UserError } from "./log.ts";
 
@@ -101,12 +101,7 @@ export async function startFunctions(env: Record<string, string>): Promise<void>
   throw new UserError(`the functions server did not start:\n${log.split("\n").slice(-20).join("\n")}`, `see ${functionsLogFile}`);
 }
 
-export async function functionsRunning(): Promise<boolean> {
-  return (await readPid()) !== null;
-}
-
-export { freePort, functionsUrl };
+export { functionsUrl };
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-export { run };
