@@ -165,14 +165,14 @@ isOneToOne: true
                   ]
                 },"credit_balances": {
                   Row: {
-                    "account_id": string,"available": number | null,"balance": number,"held": number,"low_balance_since": string | null,"next_expiry_at": string | null,"updated_at": string
+                    "account_id": string,"available": number | null,"balance": number,"consume_tat": string | null,"held": number,"low_balance_since": string | null,"next_expiry_at": string | null,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id": string,"available"?: never,"balance"?: number,"held"?: number,"low_balance_since"?: string | null,"next_expiry_at"?: string | null,"updated_at"?: string
+                    "account_id": string,"available"?: never,"balance"?: number,"consume_tat"?: string | null,"held"?: number,"low_balance_since"?: string | null,"next_expiry_at"?: string | null,"updated_at"?: string
                   }
                   Update: {
-                    "account_id"?: string,"available"?: never,"balance"?: number,"held"?: number,"low_balance_since"?: string | null,"next_expiry_at"?: string | null,"updated_at"?: string
+                    "account_id"?: string,"available"?: never,"balance"?: number,"consume_tat"?: string | null,"held"?: number,"low_balance_since"?: string | null,"next_expiry_at"?: string | null,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -259,19 +259,7 @@ isOneToOne: false
                     "account_id"?: string,"actor_role"?: string,"actor_user_id"?: string | null,"available_after"?: number,"balance_after"?: number,"created_at"?: string,"delta"?: number,"grant_id"?: string | null,"hold_id"?: string | null,"id"?: never,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"payment_id"?: string | null,"reason"?: string,"usage_event_id"?: string | null
                   }
                   Relationships: [
-                    {
-      foreignKeyName: "credit_ledger_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "account_entitlements"
-      referencedColumns: ["account_id"]
-    },{
-      foreignKeyName: "credit_ledger_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "accounts"
-      referencedColumns: ["id"]
-    }
+                    
                   ]
                 },"credit_packs": {
                   Row: {
@@ -505,19 +493,7 @@ isOneToOne: false
                     "account_id"?: string,"action"?: string,"api_key_id"?: string | null,"created_at"?: string,"credits_charged"?: number,"hold_id"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"quantity"?: number,"user_id"?: string | null
                   }
                   Relationships: [
-                    {
-      foreignKeyName: "usage_events_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "account_entitlements"
-      referencedColumns: ["account_id"]
-    },{
-      foreignKeyName: "usage_events_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "accounts"
-      referencedColumns: ["id"]
-    }
+                    
                   ]
                 },"user_roles": {
                   Row: {

@@ -222,11 +222,10 @@ Deno.test("more than the available credits is 402 insufficient_credits with what
 Deno.test("a rate-limited account gets 429 with Retry-After and is not charged", async () => {
   await withFixture(async ({ sql, accountId, key }) => {
     const { key: secret } = await key();
-    // Empty the account's consume_credits bucket for the next hour.
+    // Empty the account's consume_credits bucket (kept on its wallet) for the next hour.
     await sql`
-      insert into private.rate_limit_buckets (key, tat)
-      values (${`consume_credits:${accountId}`}, clock_timestamp() + interval '1 hour')
-      on conflict (key) do update set tat = excluded.tat`;
+      update public.credit_balances set consume_tat = clock_timestamp() + interval '1 hour'
+      where account_id = ${accountId}`;
     const response = await handler(post(secret, { action: "api_call" }));
     assertEquals(response.status, 429);
     assertEquals(((await response.json()) as ErrorBody).error.code, "rate_limited");

@@ -6,7 +6,7 @@
 --
 -- World: team "t23" with owner, admin and member, funded with 100 credits; a solo user.
 begin;
-select plan(61);
+select plan(62);
 
 select tests.freeze_time('2031-05-20 10:00:00+00');
 update public.plans set limits = '{"quotas": {"api_call": 3, "category:generation": 2}}' where key = 'free';
@@ -129,9 +129,15 @@ select is(public.consume_credits('23000000-0000-4000-8000-0000000000a0', 'api_ca
 select lives_ok($$ select public.consume_credits('23000000-0000-4000-8000-000000000001', 'api_call') $$,
   'the owner''s personal account has its own bucket');
 select tests.clear_authentication();
+-- The consume_credits policy counts per account, so its GCRA timestamp lives on the
+-- wallet row that every consumption locks anyway (one row per account, not two).
 select is(
-  (select count(*)::int from private.rate_limit_buckets where key = 'consume_credits:23000000-0000-4000-8000-0000000000a0'),
-  1, 'the bucket key is policy:subject, the subject of consume_credits being the account');
+  (select consume_tat from public.credit_balances where account_id = '23000000-0000-4000-8000-0000000000a0'),
+  '2031-06-10 09:00:06+00'::timestamptz,
+  'the team''s bucket is its wallet: three calls at 2 s each moved consume_tat 6 s past the frozen clock');
+select is(
+  (select count(*)::int from private.rate_limit_buckets where key like 'consume_credits:%'),
+  0, 'and the bucket table holds no consume_credits bucket');
 
 select tests.freeze_time('2031-06-10 09:00:01+00');
 select tests.authenticate_as('t23_member');

@@ -1,0 +1,159 @@
+-- The hot path of consume_credits (migration credits_hot_path): what keeps it cheap is
+-- structural, so these stories prove the structure as well as the behaviour.
+--
+-- World: Hana (owner of team "t26" and of her personal account), Vik (viewer of the team).
+-- The team has two lots: a promo lot of 5 expiring soon, a paid lot of 100.
+begin;
+select plan(24);
+
+select tests.freeze_time('2032-03-01 10:00:00+00');
+update public.plans set limits = '{}' where key = 'free';
+
+select tests.create_supabase_user('t26_hana', 'hana@hotpath.test', '26000000-0000-4000-8000-000000000001');
+select tests.create_supabase_user('t26_vik', 'vik@hotpath.test', '26000000-0000-4000-8000-000000000002');
+insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
+  ('26000000-0000-4000-8000-0000000000a0', 'team', 'Hot Path Co', 't26-team',
+   '26000000-0000-4000-8000-000000000001', '26000000-0000-4000-8000-000000000001');
+insert into public.account_members (account_id, user_id, role) values
+  ('26000000-0000-4000-8000-0000000000a0', '26000000-0000-4000-8000-000000000001', 'owner'),
+  ('26000000-0000-4000-8000-0000000000a0', '26000000-0000-4000-8000-000000000002', 'viewer');
+select private.on_account_created('26000000-0000-4000-8000-0000000000a0', '26000000-0000-4000-8000-000000000001');
+select private.grant_credits('26000000-0000-4000-8000-0000000000a0', 5, 'promo', '2032-03-02 00:00:00+00', 't26-promo');
+select private.grant_credits('26000000-0000-4000-8000-0000000000a0', 100, 'purchase', null, 't26-paid');
+
+-- The wallet, its ledger and its lots agree (balance = sum of deltas = sum of remaining).
+create function tests.t26_wallet() returns text
+language sql stable security definer set search_path = '' as $$
+  select w.balance || '/' || (select sum(l.delta) from public.credit_ledger l where l.account_id = w.account_id)
+         || '/' || (select sum(g.remaining) from public.credit_grants g where g.account_id = w.account_id)
+         || ' lots ' || (select string_agg(g.source || ':' || g.remaining, ',' order by g.seq)
+                         from public.credit_grants g where g.account_id = w.account_id)
+  from public.credit_balances w where w.account_id = '26000000-0000-4000-8000-0000000000a0'
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Structure: draw-downs and charges rewrite rows in place
+-- ---------------------------------------------------------------------------
+-- A HOT update (no new index entries) is possible only when no index mentions a changed
+-- column, not even in its predicate.
+select is(
+  (select count(*)::int from pg_index i
+   where i.indrelid = 'public.credit_grants'::regclass
+     and ((select attnum from pg_attribute where attrelid = i.indrelid and attname = 'remaining') = any (i.indkey)
+          or coalesce(pg_get_expr(i.indpred, i.indrelid), '') ~ 'remaining'
+          or coalesce(pg_get_expr(i.indexprs, i.indrelid), '') ~ 'remaining')),
+  0, 'no index of credit_grants mentions remaining, so a draw-down can be a HOT update');
+select is(
+  (select count(*)::int from pg_index i, pg_attribute a
+   where i.indrelid = 'public.credit_balances'::regclass and a.attrelid = i.indrelid
+     and a.attname in ('balance', 'held', 'available', 'consume_tat', 'low_balance_since', 'updated_at')
+     and (a.attnum = any (i.indkey)
+          or coalesce(pg_get_expr(i.indpred, i.indrelid), '') ~ a.attname
+          or coalesce(pg_get_expr(i.indexprs, i.indrelid), '') ~ a.attname)),
+  0, 'no index of credit_balances mentions a column a consumption changes');
+select is(
+  (select count(*)::int from pg_constraint c
+   where c.contype = 'f' and c.conrelid in ('public.usage_events'::regclass, 'public.credit_ledger'::regclass)
+     and c.confrelid = 'public.accounts'::regclass),
+  0, 'usage events and ledger entries take no KEY SHARE lock on the account row (no foreign key to accounts)');
+
+-- Hana spends 3: the promo lot (soonest expiry) covers it, in place.
+select tests.authenticate_as('t26_hana');
+select is(public.consume_credits('26000000-0000-4000-8000-0000000000a0', 'api_call', 3) - 'usage_event_id',
+  '{"balance": 102, "available": 102, "replayed": false, "credits_charged": 3}'::jsonb,
+  'Hana spends 3 of 105');
+select tests.clear_authentication();
+select cmp_ok(pg_stat_get_xact_tuples_hot_updated('public.credit_grants'::regclass), '>=', 1::bigint,
+  'the lot was drawn down with a HOT update');
+select is(tests.t26_wallet(), '102/102/102 lots promo:2,purchase:100', 'the soonest-expiring lot paid');
+
+-- ---------------------------------------------------------------------------
+-- Falling back to the general path gives the same answers
+-- ---------------------------------------------------------------------------
+-- 4 more: the promo lot has 2 left, so the draw-down spans two lots.
+select tests.authenticate_as('t26_hana');
+select is(public.consume_credits('26000000-0000-4000-8000-0000000000a0', 'api_call', 4) ->> 'balance', '98',
+  'a charge larger than the first lot is accepted');
+select tests.clear_authentication();
+select is(tests.t26_wallet(), '98/98/98 lots promo:0,purchase:98', 'the promo lot emptied first, the paid lot paid the rest');
+
+-- A charge of more than is available is PT402 with what was required and what is available.
+select tests.authenticate_as('t26_hana');
+select is(
+  tests.caught($$ select public.consume_credits('26000000-0000-4000-8000-0000000000a0', 'api_call', 99) $$) - 'hint',
+  '{"code": "PT402", "message": "insufficient_credits", "detail": "{\"required\": 99, \"available\": 98}"}'::jsonb,
+  'one credit too many: insufficient_credits, required 99, available 98');
+select tests.clear_authentication();
+select is(tests.t26_wallet(), '98/98/98 lots promo:0,purchase:98', 'and nothing changed');
+
+-- A lot due to expire sends the call through the general path, which expires it first.
+select private.grant_credits('26000000-0000-4000-8000-0000000000a0', 10, 'promo', '2032-03-01 10:30:00+00', 't26-short');
+select tests.freeze_time('2032-03-01 11:00:00+00');
+select tests.authenticate_as('t26_hana');
+select is(public.consume_credits('26000000-0000-4000-8000-0000000000a0', 'api_call', 1) ->> 'balance', '97',
+  'after the short lot expired, a charge of 1 leaves 108 - 10 expired - 1 = 97');
+select tests.clear_authentication();
+select is(tests.t26_wallet(), '97/97/97 lots promo:0,purchase:97,promo:0', 'the expired lot paid nothing: it was expired, then the paid lot paid');
+select is(
+  (select string_agg(reason || ' ' || delta, ', ' order by id) from public.credit_ledger
+   where account_id = '26000000-0000-4000-8000-0000000000a0'),
+  'promo 5, purchase 100, consume -3, consume -4, promo 10, expire -10, consume -1',
+  'the ledger tells it in order');
+
+-- A wallet unknown to the trusted path is not_found, and leaves no usage event behind.
+select is(
+  tests.caught($$ select public.consume_credits('26000000-0000-4000-8000-0000000000ff', 'api_call', 1) $$) ->> 'code',
+  'PT404', 'a server consuming from an account without a wallet gets not_found');
+select is((select count(*)::int from public.usage_events where account_id = '26000000-0000-4000-8000-0000000000ff'), 0,
+  'and no usage event is left');
+
+-- ---------------------------------------------------------------------------
+-- The rate limit on the wallet row, and in the bucket table when the scope changes
+-- ---------------------------------------------------------------------------
+-- A minute later (the bucket has refilled from the calls above), a policy of 2 calls, 1 per second.
+select tests.freeze_time('2032-03-01 11:01:00+00');
+update private.rate_limit_policies set capacity = 2, refill_per_second = 1 where name = 'consume_credits';
+select tests.authenticate_as('t26_hana');
+select lives_ok($$ select public.consume_credits('26000000-0000-4000-8000-0000000000a0', 'api_call') $$, 'call 1 of 2');
+select lives_ok($$ select public.consume_credits('26000000-0000-4000-8000-0000000000a0', 'api_call') $$, 'call 2 of 2');
+select is(
+  tests.caught($$ select public.consume_credits('26000000-0000-4000-8000-0000000000a0', 'api_call') $$) ->> 'hint',
+  'retry after 1 second', 'the third within the same second waits one second');
+select tests.clear_authentication();
+select is(tests.t26_wallet(), '95/95/95 lots promo:0,purchase:95,promo:0', 'the refused call charged nothing');
+
+-- An operator counts consume_credits per user instead: the bucket table takes over.
+update private.rate_limit_policies set scope = 'user' where name = 'consume_credits';
+select tests.authenticate_as('t26_hana');
+select lives_ok($$ select public.consume_credits('26000000-0000-4000-8000-0000000000a0', 'api_call') $$,
+  'with scope user, Hana''s own bucket is fresh');
+select tests.clear_authentication();
+select is((select count(*)::int from private.rate_limit_buckets
+           where key = 'consume_credits:26000000-0000-4000-8000-000000000001'), 1,
+  'and it is the bucket policy:user id');
+update private.rate_limit_policies set scope = 'account', capacity = 1000, refill_per_second = 100 where name = 'consume_credits';
+
+-- ---------------------------------------------------------------------------
+-- Reading under the inline policies follows role_permissions
+-- ---------------------------------------------------------------------------
+select tests.authenticate_as('t26_vik');
+select is((select count(*)::int from public.credit_ledger where account_id = '26000000-0000-4000-8000-0000000000a0'), 10,
+  'Vik, a viewer, reads the team''s 10 ledger entries (viewers hold credits.read)');
+select tests.clear_authentication();
+delete from public.role_permissions where role = 'viewer' and permission = 'credits.read';
+select tests.authenticate_as('t26_vik');
+select is((select count(*)::int from public.credit_ledger where account_id = '26000000-0000-4000-8000-0000000000a0'), 0,
+  'once viewers lose credits.read, Vik reads none');
+select tests.clear_authentication();
+
+-- ---------------------------------------------------------------------------
+-- Deleting an account deletes its history (by trigger, not foreign key)
+-- ---------------------------------------------------------------------------
+delete from public.accounts where id = '26000000-0000-4000-8000-0000000000a0';
+select is(
+  (select count(*)::int from public.credit_ledger where account_id = '26000000-0000-4000-8000-0000000000a0')
+  + (select count(*)::int from public.usage_events where account_id = '26000000-0000-4000-8000-0000000000a0'),
+  0, 'the team''s ledger and usage events went with it');
+
+select * from finish();
+rollback;
