@@ -47,3 +47,30 @@ from public.accounts a
 where a.id::text like '00000000-0000-4000-8000-%';
 
 vacuum analyze;
+
+-- Floors for pairs 2b and 2c (information): what a function call costs, and what the
+-- row writes every consumption must make cost, without any of consume_credits' checks.
+create function bench.update_in_function(id integer) returns void
+language plpgsql security definer set search_path = '' as $$
+begin
+  update bench.wallets w set balance = w.balance - 1 where w.id = update_in_function.id and w.balance >= 1;
+end
+$$;
+
+create function bench.required_writes(account uuid) returns void
+language plpgsql security definer set search_path = '' as $$
+declare
+  event_id uuid;
+  after_balance bigint;
+begin
+  insert into public.usage_events (account_id, action, quantity, credits_charged)
+  values (account, 'bench_floor', 1, 1) returning id into event_id;
+  update public.credit_balances w set balance = w.balance - 1 where w.account_id = account
+  returning w.balance into after_balance;
+  update public.credit_grants g set remaining = g.remaining - 1
+  where g.id = (select f.id from public.credit_grants f where f.account_id = account and f.remaining > 0
+                order by f.expires_at, f.paid, f.created_at, f.seq limit 1);
+  insert into public.credit_ledger (account_id, delta, balance_after, available_after, reason, usage_event_id)
+  values (account, -1, after_balance, after_balance, 'consume', event_id);
+end
+$$;

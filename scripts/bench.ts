@@ -24,7 +24,7 @@ const usage = `usage: npm run bench [-- options]
 
   --duration=S   seconds per side of each pair (default 20), run as two ABBA rounds
   --clients=N    pgbench clients (default 32; threads: ${THREADS})
-  --only=LIST    pairs to run (comma list): hot, spread, ratelimit, policy, ledger, webhook
+  --only=LIST    pairs to run (comma list): hot, hotfloor, spread, wrapped, floor, ratelimit, policy, ledger, webhook
   --apply=FILES  after the data is ready, run these SQL files (comma list) as postgres,
                  e.g. candidate functions made with create or replace
   --profile      afterwards, profile consume_credits: per-statement times with
@@ -55,12 +55,36 @@ const pairs: Pair[] = [
     target: 0.7,
   },
   {
+    key: "hotfloor",
+    title: "1b. required writes (info)",
+    baseline: { label: "bare update, 1 row", file: "bare_update_hot.sql" },
+    candidate: { label: "4 row writes, 1 account", file: "floor_required_writes_hot.sql" },
+    kind: "throughput",
+    target: null,
+  },
+  {
     key: "spread",
     title: "2. 10,000 accounts",
     baseline: { label: "bare update, 10k rows", file: "bare_update_spread.sql" },
     candidate: { label: "consume_credits, 10k accounts", file: "consume_spread.sql" },
     kind: "throughput",
     target: 0.7,
+  },
+  {
+    key: "wrapped",
+    title: "2b. update in a function (info)",
+    baseline: { label: "bare update, 10k rows", file: "bare_update_spread.sql" },
+    candidate: { label: "same update, definer fn", file: "floor_update_in_function.sql" },
+    kind: "throughput",
+    target: null,
+  },
+  {
+    key: "floor",
+    title: "2c. required writes (info)",
+    baseline: { label: "bare update, 10k rows", file: "bare_update_spread.sql" },
+    candidate: { label: "4 row writes, no checks", file: "floor_required_writes.sql" },
+    kind: "throughput",
+    target: null,
   },
   {
     key: "ratelimit",
@@ -356,7 +380,7 @@ class Bench {
             where w.balance <> (select coalesce(sum(l.delta), 0) from public.credit_ledger l where l.account_id = w.account_id)),
           (select count(*) from public.credit_balances w
             where w.balance <> (select coalesce(sum(g.remaining), 0) from public.credit_grants g where g.account_id = w.account_id)),
-          (select count(*) from public.usage_events)`,
+          (select count(*) from public.usage_events where action <> 'bench_floor')`,
     });
     const [ledgerOff, lotsOff, events] = out.trim().split("\t").map(Number);
     if (ledgerOff || lotsOff) {
