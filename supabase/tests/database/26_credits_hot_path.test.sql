@@ -4,7 +4,7 @@
 -- World: Hana (owner of team "t26" and of her personal account), Vik (viewer of the team).
 -- The team has two lots: a promo lot of 5 expiring soon, a paid lot of 100.
 begin;
-select plan(24);
+select plan(26);
 
 select tests.freeze_time('2032-03-01 10:00:00+00');
 update public.plans set limits = '{}' where key = 'free';
@@ -154,6 +154,14 @@ select is(
   (select count(*)::int from public.credit_ledger where account_id = '26000000-0000-4000-8000-0000000000a0')
   + (select count(*)::int from public.usage_events where account_id = '26000000-0000-4000-8000-0000000000a0'),
   0, 'the team''s ledger and usage events went with it');
+
+-- Vik's user is deleted (as the auth server does): his personal account goes, and with it
+-- its ledger (the signup bonus).
+select is((select count(*)::int from public.credit_ledger where account_id = '26000000-0000-4000-8000-000000000002'), 1,
+  'Vik''s personal account has its signup bonus entry');
+delete from auth.users where id = '26000000-0000-4000-8000-000000000002';
+select is((select count(*)::int from public.credit_ledger where account_id = '26000000-0000-4000-8000-000000000002'), 0,
+  'deleting his user deleted his personal account''s ledger');
 
 select * from finish();
 rollback;
