@@ -242,7 +242,7 @@ class Bench {
   async settle(): Promise<void> {
     await this.sql({
       command:
-        "vacuum (analyze) bench.wallets, public.credit_balances, public.credit_grants, private.usage_counters, private.rate_limit_buckets",
+        "vacuum (analyze) bench.wallets, public.credit_balances, public.credit_grants, private.rate_limit_buckets",
     });
   }
 

@@ -8,10 +8,11 @@
 --     instead of adding an entry to every index of the table. The sweeper finds wallets
 --     due for expiry through credit_balances.next_expiry_at instead.
 --   * One per-account row is locked, and it is locked late. The consume_credits rate
---     limit (scope account) keeps its GCRA timestamp on the wallet row, checked and
---     advanced by the same conditional UPDATE that checks and charges the balance; the
---     usage event (the idempotency claim) and the plan lookup happen before it. On one
---     busy account the calls queue only for: wallet, lot, ledger, quota, commit.
+--     limit (scope account) keeps its GCRA timestamp on the wallet row, and the plan
+--     quotas their counters of the current period; both are checked and advanced by the
+--     same conditional UPDATE that checks and charges the balance. The usage event (the
+--     idempotency claim) and the plan lookup happen before it. On one busy account the
+--     calls queue only for: wallet, lot, ledger, commit.
 --   * The wallet update, the lot draw-down and the ledger entry are one statement.
 --   * usage_events and credit_ledger no longer carry foreign keys to accounts: the check
 --     took a KEY SHARE lock on the account row for every entry (one row shared by every
@@ -109,6 +110,96 @@ create trigger accounts_delete_history after delete on public.accounts
 alter table public.credit_balances add column consume_tat timestamptz;
 comment on column public.credit_balances.consume_tat is
   'GCRA theoretical arrival time of the consume_credits rate-limit policy when its scope is account (kept here so a consumption locks one row per account).';
+
+-- ---------------------------------------------------------------------------
+-- Plan quotas on the wallet row
+-- ---------------------------------------------------------------------------
+alter table public.credit_balances
+  add column quota_period_start timestamptz,
+  add column quota_used jsonb not null default '{}'::jsonb;
+comment on column public.credit_balances.quota_period_start is
+  'The billing period quota_used counts in; a call in a later period starts the counters from zero.';
+comment on column public.credit_balances.quota_used is
+  'Units used this period per quota key (an action, or category:<name>) that the plan caps in plans.limits.quotas.';
+
+-- The counters of the current period move onto the wallets; older periods are history.
+update public.credit_balances w
+   set quota_period_start = c.period_start, quota_used = c.used
+  from (select u.account_id, u.period_start, jsonb_object_agg(u.key, u.used) as used
+        from private.usage_counters u
+        where u.period_start = (select max(l.period_start) from private.usage_counters l where l.account_id = u.account_id)
+        group by u.account_id, u.period_start) c
+ where w.account_id = c.account_id;
+drop table private.usage_counters;
+
+create or replace function private.use_quota(
+  account_id uuid,
+  action public.billable_actions,
+  quantity integer,
+  limits jsonb,
+  period_start timestamptz,
+  period_end timestamptz,
+  mode text default 'count'
+) returns text[]
+language plpgsql
+set search_path = ''
+as $$
+declare
+  quota_key text;
+  cap bigint;
+  used bigint;
+  counters jsonb;
+  counted text[] := '{}';
+begin
+  if limits is null or jsonb_typeof(limits -> 'quotas') <> 'object'
+     or not (limits -> 'quotas' ?| array[action.key, 'category:' || action.category]) then
+    return counted;
+  end if;
+  -- The wallet row holds the counters (and is the lock that serializes the account).
+  select case when w.quota_period_start = use_quota.period_start then w.quota_used else '{}'::jsonb end
+    into counters
+  from public.credit_balances w where w.account_id = use_quota.account_id
+  for update;
+  foreach quota_key in array array[action.key, 'category:' || action.category] loop
+    cap := (limits -> 'quotas' ->> quota_key)::bigint;
+    continue when cap is null;
+    used := coalesce((counters ->> quota_key)::bigint, 0);
+    if mode <> 'force' and used + quantity > cap then
+      raise exception using errcode = 'PT429', message = 'quota_exceeded',
+        detail = pg_catalog.jsonb_build_object('quota', quota_key, 'limit', cap, 'resets_at', period_end)::text,
+        hint = pg_catalog.format('resets at %s', pg_catalog.to_char(period_end at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
+    end if;
+    counters := counters || pg_catalog.jsonb_build_object(quota_key, used + quantity);
+    counted := counted || quota_key;
+  end loop;
+  update public.credit_balances w set quota_period_start = use_quota.period_start, quota_used = counters
+  where w.account_id = use_quota.account_id;
+  return counted;
+end
+$$;
+comment on function private.use_quota(uuid, public.billable_actions, integer, jsonb, timestamptz, timestamptz, text) is
+  'Counts units against the plan''s quotas for the action and its category in this billing period (on the wallet row, which it locks), or raises PT429 quota_exceeded with the reset time in the hint; returns the quota keys it counted. mode: count (check and count), force (count, never refuse: work already done).';
+
+create or replace function private.return_quota(hold public.credit_holds, units integer)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if units <= 0 or hold.quota_period_start is null or cardinality(hold.quota_keys) = 0 then
+    return;
+  end if;
+  -- Only into the period the hold counted in: a new period has started from zero.
+  update public.credit_balances w
+     set quota_used = w.quota_used || coalesce(
+           (select pg_catalog.jsonb_object_agg(e.key, greatest(e.value::bigint - units, 0))
+            from pg_catalog.jsonb_each_text(w.quota_used) e
+            where e.key = any (hold.quota_keys)), '{}'::jsonb)
+   where w.account_id = hold.account_id and w.quota_period_start = hold.quota_period_start;
+end
+$$;
+comment on function private.return_quota(public.credit_holds, integer) is
+  'Gives back quota units a hold counted when it was reserved and did not use (released, expired, captured for less), if its period is still the current one.';
 
 create or replace function private.raise_rate_limited(
   policy text,
@@ -209,6 +300,9 @@ declare
   capacity integer;
   refill numeric;
   emission interval;
+  category_key text;
+  cap_action bigint;
+  cap_category bigint;
   wallet record;
   actor uuid := auth.uid();
   actor_role text;
@@ -226,6 +320,7 @@ begin
   end if;
   act := info.action_row;
   threshold := info.threshold;
+  category_key := 'category:' || act.category;
   actor_role := pg_catalog.current_setting('role');
   if actor_role in ('anon', 'authenticated') then
     perform private.require_user();
@@ -249,6 +344,8 @@ begin
   on_wallet := coalesce(info.scope = 'account', false);
   capacity := coalesce((plan.limits #>> '{rate_limits,consume_credits,capacity}')::integer, info.capacity);
   refill := coalesce((plan.limits #>> '{rate_limits,consume_credits,refill_per_second}')::numeric, info.refill_per_second);
+  cap_action := (plan.limits -> 'quotas' ->> act.key)::bigint;
+  cap_category := (plan.limits -> 'quotas' ->> category_key)::bigint;
   if on_wallet then
     emission := pg_catalog.make_interval(secs => 1.0 / refill::float8);
   else
@@ -256,19 +353,36 @@ begin
     perform private.rate_limit('consume_credits', consume_credits.account_id, plan.limits);
   end if;
 
-  -- The fast path, one statement: the rate limit, the balance and the charge on the
-  -- wallet row (its lock, taken here, serializes the account), then the first lot in
-  -- draw-down order when it covers the cost, and the ledger entry.
+  -- The fast path, one statement: the rate limit, the quotas, the balance and the charge
+  -- on the wallet row (its lock, taken here, serializes the account), then the first lot
+  -- in draw-down order when it covers the cost, and the ledger entry.
   with charged as (
     update public.credit_balances w
        set balance = w.balance - cost,
            updated_at = at,
            low_balance_since = case when w.balance - cost - w.held < threshold then coalesce(w.low_balance_since, at) end,
-           consume_tat = case when on_wallet then greatest(w.consume_tat, at) + emission else w.consume_tat end
+           consume_tat = case when on_wallet then greatest(w.consume_tat, at) + emission else w.consume_tat end,
+           quota_period_start = case when cap_action is null and cap_category is null then w.quota_period_start
+                                     else plan.period_start end,
+           quota_used = case when cap_action is null and cap_category is null then w.quota_used
+                             else (case when w.quota_period_start = plan.period_start then w.quota_used else '{}'::jsonb end)
+                                  || case when cap_action is null then '{}'::jsonb
+                                          else pg_catalog.jsonb_build_object(act.key, quantity + coalesce(
+                                                 case when w.quota_period_start = plan.period_start
+                                                      then (w.quota_used ->> act.key)::bigint end, 0)) end
+                                  || case when cap_category is null then '{}'::jsonb
+                                          else pg_catalog.jsonb_build_object(category_key, quantity + coalesce(
+                                                 case when w.quota_period_start = plan.period_start
+                                                      then (w.quota_used ->> category_key)::bigint end, 0)) end
+                        end
      where w.account_id = consume_credits.account_id
        and w.balance - cost - w.held >= 0
        and (w.next_expiry_at is null or w.next_expiry_at > at)
        and (not on_wallet or w.consume_tat is null or greatest(w.consume_tat, at) + emission <= at + emission * capacity)
+       and (cap_action is null or quantity + coalesce(case when w.quota_period_start = plan.period_start
+                                                           then (w.quota_used ->> act.key)::bigint end, 0) <= cap_action)
+       and (cap_category is null or quantity + coalesce(case when w.quota_period_start = plan.period_start
+                                                               then (w.quota_used ->> category_key)::bigint end, 0) <= cap_category)
     returning w.balance, w.available
   ), lot as (
     update public.credit_grants g set remaining = g.remaining - cost
@@ -296,9 +410,6 @@ begin
   if cost > 0 and wallet.drawn = 0 then
     -- The first lot does not cover it: draw across lots (the wallet is locked).
     perform private.draw_down(consume_credits.account_id, cost);
-  end if;
-  if plan.limits -> 'quotas' ?| array[act.key, 'category:' || act.category] then
-    perform private.use_quota(consume_credits.account_id, act, quantity, plan.limits, plan.period_start, plan.period_end);
   end if;
   if wallet.available < threshold and wallet.available + cost >= threshold then
     perform private.on_low_balance(consume_credits.account_id, wallet.available);

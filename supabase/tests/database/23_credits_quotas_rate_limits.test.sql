@@ -63,10 +63,10 @@ select throws_ok($$ select public.reserve_credits('23000000-0000-4000-8000-00000
   'PT429', 'quota_exceeded', 'reserving a generation is refused too when the quota is used up');
 select is(tests.footprint('23000000-0000-4000-8000-0000000000a0'), '62/5', 'only the allowed calls were charged (3 + 10 + 20 + 5)');
 select tests.clear_authentication();
-select results_eq(
-  $$ select key, used from private.usage_counters where account_id = '23000000-0000-4000-8000-0000000000a0' order by key $$,
-  $$ values ('api_call', 3::bigint), ('category:generation', 2::bigint) $$,
-  'the counters hold the units used this period');
+select is(
+  (select quota_used from public.credit_balances where account_id = '23000000-0000-4000-8000-0000000000a0'),
+  '{"api_call": 3, "category:generation": 2}'::jsonb,
+  'the wallet''s counters hold the units used this period, per capped key');
 
 -- Quotas are per account: the owner's personal wallet has its own.
 select tests.authenticate_as('t23_owner');
@@ -93,11 +93,10 @@ select lives_ok($$ select public.capture_credits((select id from public.credit_h
 select throws_ok($$ select public.consume_credits('23000000-0000-4000-8000-0000000000a0', 'text_to_thumbnail') $$,
   'PT429', 'quota_exceeded', 'the captured hold used up June''s generation quota');
 select tests.clear_authentication();
-select results_eq(
-  $$ select period_start, key, used from private.usage_counters where account_id = '23000000-0000-4000-8000-0000000000a0' order by period_start, key $$,
-  $$ values ('2031-05-01 00:00+00'::timestamptz, 'api_call', 3::bigint), ('2031-05-01 00:00+00', 'category:generation', 2),
-            ('2031-06-01 00:00+00', 'api_call', 3), ('2031-06-01 00:00+00', 'category:generation', 2) $$,
-  'one counter per period and key');
+select is(
+  (select quota_period_start || ' ' || quota_used from public.credit_balances where account_id = '23000000-0000-4000-8000-0000000000a0'),
+  '2031-06-01 00:00:00+00 {"api_call": 3, "category:generation": 2}',
+  'the wallet counts June now: May''s counters were left behind when June began');
 
 -- ---------------------------------------------------------------------------
 -- Rate limits: GCRA buckets per policy and subject
@@ -222,8 +221,8 @@ select lives_ok($$ select public.consume_credits('23000000-0000-4000-8000-000000
 select throws_ok($$ select public.consume_credits('23000000-0000-4000-8000-0000000000a0', 'api_call', 1) $$,
   'PT429', 'quota_exceeded', 'and the quota is exactly used up: 1 captured + 2 consumed');
 select tests.clear_authentication();
-select is((select used from private.usage_counters where account_id = '23000000-0000-4000-8000-0000000000a0'
-           and period_start = '2032-08-01 00:00+00' and key = 'api_call'), 3::bigint,
+select is((select (quota_used ->> 'api_call')::bigint from public.credit_balances
+           where account_id = '23000000-0000-4000-8000-0000000000a0' and quota_period_start = '2032-08-01 00:00+00'), 3::bigint,
   'August''s api_call counter holds the 3 units really used');
 
 select * from finish();

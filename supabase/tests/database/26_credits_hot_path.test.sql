@@ -46,7 +46,8 @@ select is(
 select is(
   (select count(*)::int from pg_index i, pg_attribute a
    where i.indrelid = 'public.credit_balances'::regclass and a.attrelid = i.indrelid
-     and a.attname in ('balance', 'held', 'available', 'consume_tat', 'low_balance_since', 'updated_at')
+     and a.attname in ('balance', 'held', 'available', 'consume_tat', 'quota_period_start', 'quota_used',
+                       'low_balance_since', 'updated_at')
      and (a.attnum = any (i.indkey)
           or coalesce(pg_get_expr(i.indpred, i.indrelid), '') ~ a.attname
           or coalesce(pg_get_expr(i.indexprs, i.indrelid), '') ~ a.attname)),
