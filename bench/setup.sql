@@ -12,7 +12,7 @@ create table bench.wallets (id integer primary key, balance bigint not null);
 insert into bench.wallets select g, 1000000000000 from generate_series(1, :accounts) g;
 
 -- Every measured call must succeed: raise the rate limits and the free plan's quota
--- (the quota stays in force, so the counter upsert is part of what is measured).
+-- (both stay in force, so their checks and counters are part of what is measured).
 update private.rate_limit_policies set capacity = 1000000000, refill_per_second = 1000000;
 update public.plans set limits = jsonb_set(limits, '{quotas,api_call}', '1000000000000'::jsonb, true)
 where key = 'free';
