@@ -13,7 +13,8 @@
 --     same conditional UPDATE that checks and charges the balance. The usage event (the
 --     idempotency claim) and the plan lookup happen before it. On one busy account the
 --     calls queue only for: wallet, lot, ledger, commit.
---   * The wallet update, the lot draw-down and the ledger entry are one statement.
+--   * The lot draw-down and the ledger entry are one statement, run once the wallet row is
+--     locked (so that it sees every lot committed before the lock was granted).
 --   * usage_events and credit_ledger no longer carry foreign keys to accounts: the check
 --     took a KEY SHARE lock on the account row for every entry (one row shared by every
 --     concurrent call of the account). Rows are only written by the credit functions
@@ -22,8 +23,8 @@
 --   * The credit tables' read policies look memberships up inline instead of calling a
 --     SECURITY DEFINER function once per query.
 --
--- Anything unusual (a lot due to expire, too few credits, an empty rate-limit bucket,
--- a draw-down spanning lots) falls back to the general path of the credits migration,
+-- Anything unusual (a lot due to expire, too few credits, an empty rate-limit bucket, a
+-- quota reached, a draw-down spanning lots) falls back to the general path of the credits migration,
 -- under the same wallet lock, with the same errors.
 
 -- ---------------------------------------------------------------------------
@@ -304,6 +305,7 @@ declare
   cap_action bigint;
   cap_category bigint;
   wallet record;
+  drawn integer;
   actor uuid := auth.uid();
   actor_role text;
 begin
@@ -353,63 +355,62 @@ begin
     perform private.rate_limit('consume_credits', consume_credits.account_id, plan.limits);
   end if;
 
-  -- The fast path, one statement: the rate limit, the quotas, the balance and the charge
-  -- on the wallet row (its lock, taken here, serializes the account), then the first lot
-  -- in draw-down order when it covers the cost, and the ledger entry.
-  with charged as (
-    update public.credit_balances w
-       set balance = w.balance - cost,
-           updated_at = at,
-           low_balance_since = case when w.balance - cost - w.held < threshold then coalesce(w.low_balance_since, at) end,
-           consume_tat = case when on_wallet then greatest(w.consume_tat, at) + emission else w.consume_tat end,
-           quota_period_start = case when cap_action is null and cap_category is null then w.quota_period_start
-                                     else plan.period_start end,
-           quota_used = case when cap_action is null and cap_category is null then w.quota_used
-                             else (case when w.quota_period_start = plan.period_start then w.quota_used else '{}'::jsonb end)
-                                  || case when cap_action is null then '{}'::jsonb
-                                          else pg_catalog.jsonb_build_object(act.key, quantity + coalesce(
-                                                 case when w.quota_period_start = plan.period_start
-                                                      then (w.quota_used ->> act.key)::bigint end, 0)) end
-                                  || case when cap_category is null then '{}'::jsonb
-                                          else pg_catalog.jsonb_build_object(category_key, quantity + coalesce(
-                                                 case when w.quota_period_start = plan.period_start
-                                                      then (w.quota_used ->> category_key)::bigint end, 0)) end
-                        end
-     where w.account_id = consume_credits.account_id
-       and w.balance - cost - w.held >= 0
-       and (w.next_expiry_at is null or w.next_expiry_at > at)
-       and (not on_wallet or w.consume_tat is null or greatest(w.consume_tat, at) + emission <= at + emission * capacity)
-       and (cap_action is null or quantity + coalesce(case when w.quota_period_start = plan.period_start
-                                                           then (w.quota_used ->> act.key)::bigint end, 0) <= cap_action)
-       and (cap_category is null or quantity + coalesce(case when w.quota_period_start = plan.period_start
-                                                               then (w.quota_used ->> category_key)::bigint end, 0) <= cap_category)
-    returning w.balance, w.available
-  ), lot as (
-    update public.credit_grants g set remaining = g.remaining - cost
-     where g.id = (select f.id from public.credit_grants f
-                   where f.account_id = consume_credits.account_id and f.remaining > 0
-                     and (f.expires_at is null or f.expires_at > at)
-                   order by f.expires_at, f.paid, f.created_at, f.seq
-                   limit 1)
-       and g.remaining >= cost
-       and cost > 0
-       and exists (select from charged)
-    returning g.id
-  ), entry as (
-    insert into public.credit_ledger (account_id, delta, balance_after, available_after, reason, usage_event_id, actor_user_id, actor_role)
-    select consume_credits.account_id, -cost, c.balance, c.available, 'consume', event_id, actor, actor_role
-    from charged c
-    where cost > 0
-  )
-  select c.balance, c.available, (select count(*) from lot) as drawn into wallet from charged c;
-
-  if wallet.balance is null then
+  -- The fast path. First one statement on the wallet row: the rate limit, the quotas, the
+  -- balance and the charge (its lock, taken here, serializes the account).
+  update public.credit_balances w
+     set balance = w.balance - cost,
+         updated_at = at,
+         low_balance_since = case when w.balance - cost - w.held < threshold then coalesce(w.low_balance_since, at) end,
+         consume_tat = case when on_wallet then greatest(w.consume_tat, at) + emission else w.consume_tat end,
+         quota_period_start = case when cap_action is null and cap_category is null then w.quota_period_start
+                                   else plan.period_start end,
+         quota_used = case when cap_action is null and cap_category is null then w.quota_used
+                           else (case when w.quota_period_start = plan.period_start then w.quota_used else '{}'::jsonb end)
+                                || case when cap_action is null then '{}'::jsonb
+                                        else pg_catalog.jsonb_build_object(act.key, quantity + coalesce(
+                                               case when w.quota_period_start = plan.period_start
+                                                    then (w.quota_used ->> act.key)::bigint end, 0)) end
+                                || case when cap_category is null then '{}'::jsonb
+                                        else pg_catalog.jsonb_build_object(category_key, quantity + coalesce(
+                                               case when w.quota_period_start = plan.period_start
+                                                    then (w.quota_used ->> category_key)::bigint end, 0)) end
+                      end
+   where w.account_id = consume_credits.account_id
+     and w.balance - cost - w.held >= 0
+     and (w.next_expiry_at is null or w.next_expiry_at > at)
+     and (not on_wallet or w.consume_tat is null or greatest(w.consume_tat, at) + emission <= at + emission * capacity)
+     and (cap_action is null or quantity + coalesce(case when w.quota_period_start = plan.period_start
+                                                         then (w.quota_used ->> act.key)::bigint end, 0) <= cap_action)
+     and (cap_category is null or quantity + coalesce(case when w.quota_period_start = plan.period_start
+                                                             then (w.quota_used ->> category_key)::bigint end, 0) <= cap_category)
+  returning w.balance, w.available into wallet;
+  if not found then
     return private.consume_slowly(consume_credits.account_id, act, quantity, cost, event_id,
                                   plan.limits, plan.period_start, plan.period_end, on_wallet, capacity, refill);
   end if;
-  if cost > 0 and wallet.drawn = 0 then
-    -- The first lot does not cover it: draw across lots (the wallet is locked).
-    perform private.draw_down(consume_credits.account_id, cost);
+
+  -- Then the first lot in draw-down order when it covers the cost, and the ledger entry:
+  -- a statement of its own, begun once the wallet is locked, so that it sees every lot
+  -- committed by whoever held the lock before (a new grant may now come first).
+  if cost > 0 then
+    with lot as (
+      update public.credit_grants g set remaining = g.remaining - cost
+       where g.id = (select f.id from public.credit_grants f
+                     where f.account_id = consume_credits.account_id and f.remaining > 0
+                       and (f.expires_at is null or f.expires_at > at)
+                     order by f.expires_at, f.paid, f.created_at, f.seq
+                     limit 1)
+         and g.remaining >= cost
+      returning g.id
+    ), entry as (
+      insert into public.credit_ledger (account_id, delta, balance_after, available_after, reason, usage_event_id, actor_user_id, actor_role)
+      values (consume_credits.account_id, -cost, wallet.balance, wallet.available, 'consume', event_id, actor, actor_role)
+    )
+    select count(*) into drawn from lot;
+    if drawn = 0 then
+      -- The first lot does not cover it: draw across lots (the wallet is locked).
+      perform private.draw_down(consume_credits.account_id, cost);
+    end if;
   end if;
   if wallet.available < threshold and wallet.available + cost >= threshold then
     perform private.on_low_balance(consume_credits.account_id, wallet.available);

@@ -131,6 +131,42 @@ Deno.test("32 connections on one wallet of 500: exactly floor(500/7) calls of 7 
   });
 });
 
+Deno.test("a lot granted while a consumption waits for the wallet is drawn first when it expires first", async () => {
+  // The consumption's statement starts before the grant commits and then waits for the
+  // wallet lock the grant holds. Once it has the lock it must see the new lot: the draw-down
+  // order (soonest expiry first) is decided after the wallet is locked, not before.
+  await withSetup(async (admin) => {
+    const account = await createUser(admin); // 50 signup_bonus credits, never expiring
+    const granter = connect(1);
+    const spender = connect(1);
+    try {
+      const [{ pid }] = await spender<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      let spent: Promise<ConsumeResult> | null = null;
+      await granter.begin(async (tx) => {
+        await grant(tx, account, 10, "promo", new Date(Date.now() + 86_400_000).toISOString());
+        spent = consume(spender, account, "test_cost3");
+        // Wait until the consumption is queued on the wallet row lock held by this transaction.
+        for (let i = 0; i < 500; i++) {
+          const [row] = await admin<{ waiting: boolean }[]>`
+            select coalesce(wait_event_type = 'Lock', false) as waiting from pg_stat_activity where pid = ${pid}`;
+          if (row?.waiting) break;
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      });
+      const result = await spent!;
+      assertEquals([result.credits_charged, result.balance], [3, 57]);
+    } finally {
+      await granter.end();
+      await spender.end();
+    }
+    const lots = await admin<{ source: string; remaining: number }[]>`
+      select source, remaining::int as remaining from public.credit_grants where account_id = ${account} order by source`;
+    assertEquals([...lots], [{ source: "promo", remaining: 7 }, { source: "signup_bonus", remaining: 50 }]);
+    const [after] = await snapshots(admin, [account]);
+    checkInvariants(after);
+  });
+});
+
 Deno.test("random consumption over 200 wallets on 32 connections: no overdraft anywhere, invariants per account", async () => {
   await withSetup(async (admin) => {
     const random = rng(testSeed("many wallets"));
