@@ -92,9 +92,9 @@ security definer
 set search_path = ''
 as $$
 begin
-  -- As the table owner, like the cascade it replaces (the deleting role, e.g. the auth
-  -- server deleting a user, has no rights on these tables). Called from a trigger, so the
-  -- append-only triggers let these deletes through.
+  -- As the table owner, like the cascade it replaces: the role deleting the account needs
+  -- no rights on these tables. Called from a trigger, so the append-only triggers let
+  -- these deletes through.
   delete from public.usage_events e where e.account_id = old.id;
   delete from public.credit_ledger l where l.account_id = old.id;
   return null;
