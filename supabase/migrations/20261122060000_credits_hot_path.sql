@@ -1,4 +1,4 @@
--- Credits: the hot path of consume_credits, and cheaper reads of one's own wallet.
+-- Credits: the hot path of consume_credits.
 --
 -- What a consumption costs is mostly how many statements it runs and how many rows it
 -- locks, not what it computes. This migration reshapes the hot path:
@@ -20,8 +20,6 @@
 --     concurrent call of the account). Rows are only written by the credit functions
 --     after the wallet (which keeps its foreign key) is found; deleting an account
 --     deletes its history by trigger instead of by cascade.
---   * The credit tables' read policies look memberships up inline instead of calling a
---     SECURITY DEFINER function once per query.
 --
 -- Anything unusual (a lot due to expire, too few credits, an empty rate-limit bucket, a
 -- quota reached, a draw-down spanning lots) falls back to the general path of the credits migration,
@@ -421,32 +419,3 @@ end
 $$;
 comment on function public.consume_credits(uuid, text, integer, text, jsonb) is
   'Charges ceil(quantity * credits / unit_size) credits for an action and records the usage, in one transaction: permission credits.consume, idempotency, rate limit, plan quota, balance check, draw-down, ledger. Returns {usage_event_id, credits_charged, balance, available, replayed}. Errors: PT402 insufficient_credits, PT429 rate_limited / quota_exceeded, PT409 idempotency_conflict, PT404 not_found, 22023 invalid_input, 42501.';
-
--- ---------------------------------------------------------------------------
--- Read policies: memberships looked up inline
--- ---------------------------------------------------------------------------
--- public.user_account_ids() is a SECURITY DEFINER call per query; the same lookup
--- written into the policy is planned with the query instead (bench pair 4: 1.31-1.43 of
--- the owner's page, against 1.40-1.48). It reads account_members under that table's own
--- policy, whose first branch (one's own memberships) is what it asks for. Same policy
--- names as before, on the five credit tables.
-do $$
-declare
-  t record;
-begin
-  for t in select * from (values ('credit_balances', 'balance'), ('credit_grants', 'grants'), ('credit_ledger', 'ledger'),
-                                 ('usage_events', 'usage'), ('credit_holds', 'holds')) v(tbl, what)
-  loop
-    execute format('drop policy %I on public.%I', 'Members with credits.read can read their account''s ' || t.what, t.tbl);
-    execute format($policy$
-      create policy %I on public.%I
-        for select to authenticated
-        using (
-          account_id in (select m.account_id from public.account_members m
-                         where m.user_id = (select auth.uid())
-                           and m.role in (select rp.role from public.role_permissions rp where rp.permission = 'credits.read'))
-          or (select public.is_staff_admin())
-        )$policy$, 'Members with credits.read can read their account''s ' || t.what, t.tbl);
-  end loop;
-end
-$$;

@@ -135,7 +135,7 @@ select is((select count(*)::int from private.rate_limit_buckets
 update private.rate_limit_policies set scope = 'account', capacity = 1000, refill_per_second = 100 where name = 'consume_credits';
 
 -- ---------------------------------------------------------------------------
--- Reading under the inline policies follows role_permissions
+-- Reading the ledger follows role_permissions
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('t26_vik');
 select is((select count(*)::int from public.credit_ledger where account_id = '26000000-0000-4000-8000-0000000000a0'), 10,
