@@ -112,6 +112,24 @@ export function jwtVerification(env: EnvSource = processEnv): Result<JwtVerifica
   return ok({ kind: "jwks", jwksUrl: new URL(base.value.pathname.replace(/\/+$/, "") + JWKS_PATH, base.value) });
 }
 
+/** The path of Supabase Auth under the project URL; user tokens carry `iss` = `<project URL>/auth/v1`. */
+export const AUTH_PATH = "/auth/v1";
+
+/**
+ * The `iss` user tokens must carry, when known: JWT_ISSUER if set (self-hosting, or
+ * `supabase functions serve`, where SUPABASE_URL is the internal http://kong:8000), else
+ * `<SUPABASE_URL>/auth/v1` (hosted projects: custom domains do not change it). Undefined
+ * when neither is set: the issuer is then not checked.
+ */
+export function jwtIssuer(env: EnvSource = processEnv): Result<string | undefined> {
+  const explicit = optionalEnv("JWT_ISSUER", env);
+  if (explicit !== undefined) return ok(explicit);
+  if (optionalEnv("SUPABASE_URL", env) === undefined) return ok(undefined);
+  const base = supabaseUrl(env);
+  if (!base.ok) return base;
+  return ok(base.value.origin + base.value.pathname.replace(/\/+$/, "") + AUTH_PATH);
+}
+
 /** ALLOWED_ORIGINS: `*` for any origin, else a list of exact origins. */
 export type AllowedOrigins =
   | { readonly any: true }

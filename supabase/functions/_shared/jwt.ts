@@ -5,11 +5,16 @@
  *   (asymmetric signing keys: ES256, RS256, EdDSA) when no secret is set.
  * - `exp` is required; `role` must be anon, authenticated or service_role
  *   (the roles PostgREST would switch to); authenticated tokens need a UUID `sub`.
+ * - A user token (role authenticated) must be meant for us: `aud` is `authenticated`
+ *   (or an array holding it), else `invalid_jwt_audience`; and when the project's auth
+ *   URL is known (JWT_ISSUER, or `<SUPABASE_URL>/auth/v1`), `iss` is exactly that, else
+ *   `invalid_jwt_issuer`. Both 401. Another app sharing the secret or the keys cannot
+ *   pass its tokens off as our users'.
  * - Failures are values: `{ ok: false, error: { code, message, status } }`.
  */
 import { createRemoteJWKSet, errors, type JWTPayload, jwtVerify, type JWTVerifyGetKey } from "jose";
 import { type AppError, appError, err, ok, type Result } from "./errors.ts";
-import { type EnvSource, type JwtVerification, jwtVerification, processEnv } from "./env.ts";
+import { type EnvSource, type JwtVerification, jwtIssuer, jwtVerification, processEnv } from "./env.ts";
 
 export type DbRole = "anon" | "authenticated" | "service_role";
 export const DB_ROLES: readonly DbRole[] = ["anon", "authenticated", "service_role"];
@@ -32,6 +37,10 @@ export type JwtErrorCode =
   | "missing_jwt"
   | "invalid_jwt"
   | "expired_jwt"
+  /** A user token issued for another audience than `authenticated` (401). */
+  | "invalid_jwt_audience"
+  /** A user token issued by another auth server than the project's (401). */
+  | "invalid_jwt_issuer"
   /** The JWKS could not be fetched: our problem, not the caller's (503). */
   | "jwks_unavailable"
   /** Neither JWT_SECRET nor SUPABASE_URL is usable (500). */
@@ -49,9 +58,12 @@ export interface JwtVerifier {
 export interface JwtVerifierOptions {
   /** Accepted clock skew for exp/nbf, seconds. Default 0. */
   clockToleranceSeconds?: number;
-  audience?: string | string[];
-  issuer?: string | string[];
+  /** The `iss` user tokens must carry (the project's auth URL); unchecked when absent. */
+  issuer?: string;
 }
+
+/** The audience Supabase Auth gives user access tokens. */
+export const USER_AUDIENCE = "authenticated";
 
 const ASYMMETRIC_ALGORITHMS = ["ES256", "RS256", "EdDSA", "Ed25519"];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -100,14 +112,32 @@ function classify(e: unknown): JwtError {
   return jwtError("invalid_jwt", "The JWT is malformed or not valid.");
 }
 
-function checkClaims(payload: JWTPayload): Result<VerifiedJwt, JwtError> {
+function hasUserAudience(aud: unknown): boolean {
+  return aud === USER_AUDIENCE || (Array.isArray(aud) && aud.includes(USER_AUDIENCE));
+}
+
+function checkClaims(payload: JWTPayload, issuer: string | undefined): Result<VerifiedJwt, JwtError> {
   const role = payload.role;
   if (!isDbRole(role)) {
     return err(jwtError("invalid_jwt", `The JWT role claim must be one of ${DB_ROLES.join(", ")}.`));
   }
   const sub = typeof payload.sub === "string" && UUID.test(payload.sub) ? payload.sub.toLowerCase() : null;
-  if (role === "authenticated" && sub === null) {
-    return err(jwtError("invalid_jwt", "An authenticated JWT needs a user id (UUID) in its sub claim."));
+  if (role === "authenticated") {
+    if (sub === null) {
+      return err(jwtError("invalid_jwt", "An authenticated JWT needs a user id (UUID) in its sub claim."));
+    }
+    if (!hasUserAudience(payload.aud)) {
+      return err(jwtError(
+        "invalid_jwt_audience",
+        `The JWT was issued for another audience: a user token of this project has aud "${USER_AUDIENCE}".`,
+      ));
+    }
+    if (issuer !== undefined && payload.iss !== issuer) {
+      return err(jwtError(
+        "invalid_jwt_issuer",
+        `The JWT was not issued by this project's auth server: a user token has iss "${issuer}".`,
+      ));
+    }
   }
   return ok({ role, userId: role === "authenticated" ? sub : null, claims: { ...payload, role } });
 }
@@ -121,8 +151,6 @@ export function createJwtVerifier(config: JwtVerification, options: JwtVerifierO
     algorithms,
     requiredClaims: ["exp"],
     clockTolerance: options.clockToleranceSeconds ?? 0,
-    ...(options.audience === undefined ? {} : { audience: options.audience }),
-    ...(options.issuer === undefined ? {} : { issuer: options.issuer }),
   };
   return {
     async verify(token) {
@@ -130,7 +158,7 @@ export function createJwtVerifier(config: JwtVerification, options: JwtVerifierO
         const { payload } = secret !== undefined
           ? await jwtVerify(token, secret, verifyOptions)
           : await jwtVerify(token, keySet as JWTVerifyGetKey, verifyOptions);
-        return checkClaims(payload);
+        return checkClaims(payload, options.issuer);
       } catch (e) {
         return err(classify(e));
       }
@@ -140,12 +168,17 @@ export function createJwtVerifier(config: JwtVerification, options: JwtVerifierO
 
 let envVerifier: { key: string; verifier: JwtVerifier } | undefined;
 
-/** The verifier configured by JWT_SECRET / SUPABASE_URL, cached per isolate. */
+/** The verifier configured by JWT_SECRET / SUPABASE_URL / JWT_ISSUER, cached per isolate. */
 export function verifierFromEnv(env: EnvSource = processEnv): Result<JwtVerifier, JwtError> {
   const config = jwtVerification(env);
   if (!config.ok) return err(config.error as JwtError);
-  const key = config.value.kind === "hs256" ? `hs256:${config.value.secret}` : `jwks:${config.value.jwksUrl.href}`;
-  if (envVerifier?.key !== key) envVerifier = { key, verifier: createJwtVerifier(config.value) };
+  const issuer = jwtIssuer(env);
+  if (!issuer.ok) return err(issuer.error as JwtError);
+  const key = (config.value.kind === "hs256" ? `hs256:${config.value.secret}` : `jwks:${config.value.jwksUrl.href}`) +
+    ` iss:${issuer.value ?? ""}`;
+  if (envVerifier?.key !== key) {
+    envVerifier = { key, verifier: createJwtVerifier(config.value, { issuer: issuer.value }) };
+  }
   return ok(envVerifier.verifier);
 }
 

@@ -1,7 +1,9 @@
 // The common start of a JSON POST endpoint for signed-in users: CORS preflight, method,
 // the user's JWT, and a body validated by a zod schema. Anything wrong comes back as the
-// Response to send; otherwise the verified user, the body and the CORS headers.
+// Response to send; otherwise the verified user, the body and the CORS headers. Bodies over
+// 64 kB are refused (413 payload_too_large) while they stream.
 import type { z } from "zod";
+import { MAX_JSON_BODY_BYTES, readBodyText } from "./body.ts";
 import { type EnvSource } from "./env.ts";
 import { type AppError, appError } from "./errors.ts";
 import { appErrorResponse, corsHeaders, errorResponse, preflight } from "./http.ts";
@@ -40,9 +42,11 @@ export async function readUserRequest<S extends z.ZodType>(
   const jwt = await authenticate(request, { verifier });
   if (!jwt.ok) return fail(jwt.error);
 
+  const text = await readBodyText(request, MAX_JSON_BODY_BYTES);
+  if (!text.ok) return fail(text.error);
   let raw: unknown;
   try {
-    raw = await request.json();
+    raw = JSON.parse(text.value);
   } catch {
     return fail(appError("invalid_input", "The body must be JSON.", 400));
   }

@@ -2,6 +2,7 @@
  * POST /functions/v1/stripe-webhook — Stripe's event deliveries (verify_jwt = false).
  *
  *   400 {error: invalid_signature}  missing, bad or stale (> 300 s) Stripe-Signature: nothing written
+ *   413 {error: payload_too_large}  a body over 1 MB, refused while it streams (never buffered whole)
  *   400 {error: malformed_event}    a signed body that is not JSON or not a Stripe event: nothing written
  *   200 {received: true, status}    status processed | duplicate | ignored
  *   500                             the database failed or processing raised: Stripe retries
@@ -12,6 +13,7 @@
  * the database owner (SUPABASE_DB_URL): private functions are granted to no API role.
  */
 import { z } from "zod";
+import { readBodyText } from "../_shared/body.ts";
 import { getDb, type Sql } from "../_shared/db.ts";
 import { type EnvSource, processEnv } from "../_shared/env.ts";
 import { appError } from "../_shared/errors.ts";
@@ -26,6 +28,9 @@ export const StripeEventEnvelope = z.object({
   created: z.number().int().nonnegative(),
   data: z.object({ object: z.record(z.string(), z.unknown()) }),
 });
+
+/** Stripe's events are far smaller; anything above this is refused before it is read whole. */
+export const MAX_WEBHOOK_BODY_BYTES = 1024 * 1024;
 
 export type WebhookStatus = "processed" | "duplicate" | "ignored";
 
@@ -49,8 +54,11 @@ export function createWebhookHandler(deps: WebhookDeps = {}): (request: Request)
       return errorResponse("invalid_signature", "Missing Stripe-Signature header.", 400);
     }
 
-    // The signature covers the exact bytes: read the raw body, never a re-serialized one.
-    const raw = await request.text();
+    // The signature covers the exact bytes: read the raw body, never a re-serialized one,
+    // counted as it streams so an endless unsigned body is cut at the cap.
+    const body = await readBodyText(request, MAX_WEBHOOK_BODY_BYTES);
+    if (!body.ok) return appErrorResponse(body.error);
+    const raw = body.value;
     try {
       await constructEvent(raw, signature, secret.value);
     } catch (e) {

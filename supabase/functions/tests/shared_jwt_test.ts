@@ -157,8 +157,9 @@ Deno.test("without JWT_SECRET, tokens are verified with the project's JWKS", asy
     const env = new Map([["SUPABASE_URL", server.url]]);
     const jwks = okValue(verifierFromEnv(env));
 
+    // GoTrue of that project signs with iss = <SUPABASE_URL>/auth/v1.
     const sign = async (key: CryptoKey, kid: string) =>
-      await new SignJWT(userClaims(USER)).setProtectedHeader({ alg: "ES256", kid, typ: "JWT" }).sign(key);
+      await new SignJWT(userClaims(USER, { iss: `${server.url}/auth/v1` })).setProtectedHeader({ alg: "ES256", kid, typ: "JWT" }).sign(key);
 
     assertEquals(okValue(await jwks.verify(await sign(privateKey, "key-1"))).userId, USER);
 

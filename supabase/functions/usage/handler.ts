@@ -14,6 +14,7 @@
  * 409 idempotency_conflict, 429 rate_limited / quota_exceeded with Retry-After.
  * An `Idempotency-Key` header may stand in for `idempotency_key`.
  */
+import { MAX_JSON_BODY_BYTES, readBodyText } from "../_shared/body.ts";
 import { getDb } from "../_shared/db.ts";
 import { type AppError, appError, err, ok, type Result } from "../_shared/errors.ts";
 import { appErrorResponse, corsHeaders, fromPostgresError, json, preflight } from "../_shared/http.ts";
@@ -22,8 +23,8 @@ import { eventsQuery, type UsageRequest, usageRequest } from "./schema.ts";
 /** The shape create_api_key hands out; anything else is refused without a database call. */
 const API_KEY = /^lb_[0-9a-f]{12}_[0-9a-f]{64}$/;
 
-/** Request bodies above this are refused (metadata is capped at 16 kB by the database). */
-export const MAX_BODY_BYTES = 64 * 1024;
+/** Request bodies above this are refused while they stream (metadata is capped at 16 kB by the database). */
+export const MAX_BODY_BYTES = MAX_JSON_BODY_BYTES;
 
 type Route = "consume" | "balance" | "events";
 
@@ -52,12 +53,9 @@ function invalidInput(message: string, detail?: string): AppError {
 
 /** The validated body of a metering request, with the Idempotency-Key header folded in. */
 export async function parseUsageRequest(request: Request): Promise<Result<UsageRequest>> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > MAX_BODY_BYTES) return err(appError("payload_too_large", "The request body is too large.", 413));
-  const text = await request.text();
-  if (new TextEncoder().encode(text).length > MAX_BODY_BYTES) {
-    return err(appError("payload_too_large", "The request body is too large.", 413));
-  }
+  const body = await readBodyText(request, MAX_BODY_BYTES);
+  if (!body.ok) return body;
+  const text = body.value;
   let raw: unknown;
   try {
     raw = JSON.parse(text);

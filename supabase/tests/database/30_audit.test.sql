@@ -210,12 +210,12 @@ select results_eq(
   'private.audit from a job records actor system, no user and no request context');
 select tests.advance_audit_mark();
 -- A server's request context (as the webhook function would set it) is recorded.
-select set_config('request.headers', '{"x-forwarded-for": "198.51.100.4, 10.0.0.1", "user-agent": "Stripe/1.0"}', true);
+select set_config('request.headers', '{"x-forwarded-for": "203.0.113.9, 198.51.100.4", "user-agent": "Stripe/1.0"}', true);
 select private.audit('payment.succeeded', 'payment', 'pi_1', tests.team(), null, '{"amount_cents": 500}');
 select results_eq(
   $$ select action, actor_role, ip, user_agent from tests.new_audit() $$,
   $$ values ('payment.succeeded', 'system', '198.51.100.4', 'Stripe/1.0') $$,
-  'the request context comes from request.headers: the first x-forwarded-for hop and the user agent');
+  'the request context comes from request.headers: the x-forwarded-for hop the gateway appended and the user agent');
 select set_config('request.headers', '', true);
 select tests.advance_audit_mark();
 
