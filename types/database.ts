@@ -631,6 +631,12 @@ isOneToOne: false
 "set_member_role":
 { Args: { "account_id": string,"role": string,"user_id": string }; Returns: undefined
                            },
+"storage_object_bucket":
+{ Args: { "object_id": string }; Returns: string
+                           },
+"storage_object_owner":
+{ Args: { "name": string }; Returns: string
+                           },
 "transfer_ownership":
 { Args: { "account_id": string,"user_id": string }; Returns: undefined
                            },
