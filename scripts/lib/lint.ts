@@ -84,9 +84,8 @@ function canarySql(name: string): string {
 
 /** Runs `supabase db lint` on the test database with the canaries planted, then removes them. */
 export async function lintGate(cluster: Cluster, url: string): Promise<LintVerdict> {
-  const query = await must("list extension functions", join(pgBin, "psql"), [
-    "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", cluster.url("postgres"), "-c", extensionFunctionsSql,
-  ]);
+  const psqlArgs = ["-XAt", "-v", "ON_ERROR_STOP=1", "-d", cluster.url("postgres"), "-c", extensionFunctionsSql];
+  const query = await must("list extension functions", join(pgBin, "psql"), psqlArgs);
   const extensionFunctions = new Set(JSON.parse(query.stdout.trim()) as string[]);
   await cluster.psql({ command: canaries.map(canarySql).join("\n") }, "postgres", "postgres", "plant lint canaries");
   try {

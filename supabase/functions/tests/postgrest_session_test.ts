@@ -10,7 +10,7 @@ import postgres from "postgres";
 import { sslFor } from "../_shared/db.ts";
 import { assert, assertEquals } from "./_support/assert.ts";
 import { TEST_DB_URL, userClaims } from "./_support/tokens.ts";
-import { attempt, connect, createUser } from "./_support/wallet.ts";
+import { attempt, checkInvariants, connect, createUser, ensureAction, snapshots } from "./_support/wallet.ts";
 
 type Sql = postgres.Sql;
 type Tx = postgres.TransactionSql;
@@ -38,7 +38,12 @@ function connectAsAuthenticator(): Sql {
 }
 
 /** One request as PostgREST runs it: role and claims in the transaction, then the call. */
-async function asRequest<T>(sql: Sql, role: "anon" | "authenticated", claims: Record<string, unknown>, call: (tx: Tx) => Promise<T>) {
+async function asRequest<T>(
+  sql: Sql,
+  role: "anon" | "authenticated",
+  claims: Record<string, unknown>,
+  call: (tx: Tx) => Promise<T>,
+) {
   return await sql.begin(async (tx) => {
     await tx.unsafe(`set local role ${role}`);
     await tx`select set_config('request.jwt.claims', ${JSON.stringify(claims)}, true),
@@ -82,19 +87,48 @@ Deno.test("a signed-in user's RPC through authenticator: create_team_account mak
 
     const seen = await asRequest(api, "authenticated", claims, async (tx) => {
       const [created] = await tx`select * from public.create_team_account('Session Team', ${slug})`;
-      const [members] = await tx`select count(*)::int as n from public.account_members where account_id = ${created.id}`;
+      const [members] =
+        await tx`select count(*)::int as n from public.account_members where account_id = ${created.id}`;
       const [who] = await tx`select current_user as role, auth.uid() as uid`;
       return { owner: created.primary_owner, slug: created.slug, members: members.n, role: who.role, uid: who.uid };
     });
     assertEquals(seen, { owner: ada, slug, members: 1, role: "authenticated", uid: ada });
 
     // The switch ends with the transaction: the pooled connection is authenticator again, with no claims.
-    const [after] = await api`select current_user as who, coalesce(current_setting('request.jwt.claims', true), '') as claims`;
+    const [after] =
+      await api`select current_user as who, coalesce(current_setting('request.jwt.claims', true), '') as claims`;
     assertEquals({ ...after }, { who: "authenticator", claims: "" });
 
     const [stored] = await admin`select role from public.account_members m join public.accounts a on a.id = m.account_id
                                  where a.slug = ${slug} and m.user_id = ${ada}`;
     assertEquals(stored.role, "owner", "the team and the owner membership were committed");
+  } finally {
+    await api.end({ timeout: 5 });
+    await admin.end({ timeout: 5 });
+  }
+});
+
+Deno.test("a signed-in user's consume_credits through authenticator charges their wallet once, and they see the new balance", async () => {
+  const admin = connect();
+  const api = connectAsAuthenticator();
+  try {
+    const ada = await createUser(admin); // the signup bonus: 50 credits
+    await ensureAction(admin, "pgrst_session_call", 3);
+    const [before] = await snapshots(admin, [ada]);
+
+    const seen = await asRequest(api, "authenticated", userClaims(ada), async (tx) => {
+      await tx`select public.consume_credits(account_id => ${ada}::uuid, action => 'pgrst_session_call', quantity => 2,
+                                              idempotency_key => ${`pgrst-${ada}`})`;
+      const [wallet] =
+        await tx`select balance::float8 as balance from public.credit_balances where account_id = ${ada}`;
+      return wallet.balance;
+    });
+    assertEquals(seen, before.balance - 6, "2 calls at 3 credits, read back through RLS as the user");
+
+    const [after] = await snapshots(admin, [ada]);
+    assertEquals(after.balance, before.balance - 6);
+    assertEquals(after.usage_count, 1);
+    checkInvariants(after, "ada");
   } finally {
     await api.end({ timeout: 5 });
     await admin.end({ timeout: 5 });
