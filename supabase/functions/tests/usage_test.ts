@@ -25,9 +25,10 @@ async function withFixture(fn: (f: Fixture) => Promise<void>): Promise<void> {
   try {
     await sql`
       insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
+                              confirmation_token, recovery_token, email_change_token_new, email_change,
                               raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
       values ('00000000-0000-0000-0000-000000000000', ${accountId}, 'authenticated', 'authenticated',
-              ${`usage-${accountId}@example.test`}, '', now(), '{"provider": "email"}', '{}', now(), now())`;
+              ${`usage-${accountId}@example.test`}, '', now(), '', '', '', '', '{"provider": "email"}', '{}', now(), now())`;
     const key = async (scopes: string[] = ["credits.consume"], expiresAt?: string) => {
       const [row] = await sql`
         select public.create_api_key(${accountId}::uuid, 'usage test', ${scopes}::text[],

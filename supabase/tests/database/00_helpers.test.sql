@@ -9,6 +9,7 @@
 --   tests.authenticate_as_service_role()                         act as the service_role key
 --   tests.clear_authentication()                                 back to the test runner's role
 --   tests.freeze_time(ts) / tests.unfreeze_time()                the clock of private.now()
+--   tests.allow_storage_deletes()                                 delete in storage as the Storage API does
 --   tests.caught(statement)                                       the error a statement raises, as JSON
 --   tests.rls_probe(persona, statement)                           allow / deny for a statement as a persona
 
@@ -31,12 +32,15 @@ as $$
 declare
   user_id uuid := coalesce(id, gen_random_uuid());
 begin
+  -- GoTrue reads the token columns as strings: NULL there breaks sign-in on a real stack.
   insert into auth.users (
     instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
+    confirmation_token, recovery_token, email_change_token_new, email_change,
     raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous
   ) values (
     '00000000-0000-0000-0000-000000000000', user_id, 'authenticated', 'authenticated',
     coalesce(email, identifier || '@test.ledgerbase.dev'), '', now(),
+    '', '', '', '',
     '{"provider": "email", "providers": ["email"]}'::jsonb,
     coalesce(metadata, '{}'::jsonb) || jsonb_build_object('test_identifier', identifier),
     now(), now(), false
@@ -160,6 +164,17 @@ begin
 end
 $$;
 
+-- The Storage API sets storage.allow_delete_query = 'true' in each transaction it opens;
+-- without it storage.objects and storage.buckets refuse every DELETE. This sets it for
+-- the rest of the current transaction (a test file is one transaction).
+create or replace function tests.allow_storage_deletes()
+returns void
+language sql
+set search_path = ''
+as $$
+  select set_config('storage.allow_delete_query', 'true', true);
+$$;
+
 create or replace function tests.freeze_time(frozen_at timestamptz)
 returns void
 language sql
@@ -228,7 +243,7 @@ grant execute on all functions in schema tests to anon, authenticated, service_r
 
 -- The helpers themselves are tested: everything else stands on them.
 begin;
-select plan(16);
+select plan(18);
 
 select tests.create_supabase_user('helper_alice', 'alice@helpers.test', '00000000-0000-4000-8000-00000000a11c');
 create table tests.helper_probe (id int);
@@ -240,6 +255,11 @@ select is(tests.get_supabase_uid('helper_alice'), '00000000-0000-4000-8000-00000
   'create_supabase_user keeps the fixed id and get_supabase_uid finds it');
 select throws_ok($$ select tests.get_supabase_uid('nobody') $$, 'P0001', null,
   'asking for an unknown test user fails loudly');
+select is(
+  (select array[confirmation_token, recovery_token, email_change_token_new, email_change]
+   from auth.users where id = '00000000-0000-4000-8000-00000000a11c'),
+  array['', '', '', '']::varchar[],
+  'the user has '''' (not NULL) in the token columns GoTrue reads as strings, so it could sign in on a real stack');
 
 -- Authenticating sets the role and the full set of claims PostgREST would set.
 select tests.authenticate_as('helper_alice');
@@ -265,6 +285,11 @@ select is(private.now(), '2030-01-01 12:00:00+00'::timestamptz, 'freeze_time set
 select tests.unfreeze_time();
 select ok(private.now() > '2030-01-01'::timestamptz is false and private.now() >= now(),
   'unfreeze_time brings private.now() back to the real clock');
+
+-- Deleting in storage takes what the Storage API sets.
+select tests.allow_storage_deletes();
+select lives_ok($$ delete from storage.buckets where id = 'helpers-none' $$,
+  'after allow_storage_deletes a delete in storage runs, as the Storage API''s would');
 
 -- The probes used by the RLS matrices and error stories.
 select is(tests.caught($$ select 1 / 0 $$) ->> 'code', '22012', 'tests.caught returns the SQLSTATE of the error');

@@ -2,9 +2,11 @@
 -- (SPEC §4.1). Size and MIME limits are enforced by the Storage API from the bucket row,
 -- so the bucket configuration is asserted; who may touch which path is enforced by
 -- Postgres, so those policies are exercised as each persona, the way the Storage API
--- writes rows (bucket_id, name, owner_id = the user).
+-- writes rows (bucket_id, name, owner_id = the user). The Storage API deletes the same
+-- way, with storage.allow_delete_query set in its transaction: storage refuses any
+-- other delete.
 begin;
-select plan(29);
+select plan(30);
 
 select tests.create_supabase_user('alice', 'alice@storage.test', '13000000-0000-4000-8000-0000000000a1');
 select tests.create_supabase_user('bob', 'bob@storage.test', '13000000-0000-4000-8000-0000000000b0');
@@ -47,6 +49,14 @@ select throws_ok(
   $$ insert into storage.objects (bucket_id, name, owner_id) values ('avatars', 'x/13000000-0000-4000-8000-0000000000a1/avatar.png', '13000000-0000-4000-8000-0000000000a1') $$,
   '42501', 'new row violates row-level security policy for table "objects"',
   'the user id must be the first folder, not a deeper one');
+
+select throws_ok(
+  $$ delete from storage.objects where bucket_id = 'avatars' and name = '13000000-0000-4000-8000-0000000000a1/avatar.png' $$,
+  '42501', 'Direct deletion from storage tables is not allowed. Use the Storage API instead.',
+  'a delete that does not come through the Storage API is refused, even of alice''s own file');
+
+-- From here on every delete is the Storage API's, acting as the signed-in persona.
+select tests.allow_storage_deletes();
 
 select tests.authenticate_as('bob');
 select is(

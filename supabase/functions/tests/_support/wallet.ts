@@ -69,9 +69,10 @@ export async function attempt<T>(fn: () => Promise<T>): Promise<SqlOutcome<T>> {
 export async function createUsers(sql: Sql, n: number): Promise<string[]> {
   const rows = await sql<{ id: string }[]>`
     insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
+                            confirmation_token, recovery_token, email_change_token_new, email_change,
                             raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous)
     select '00000000-0000-0000-0000-000000000000', u.id, 'authenticated', 'authenticated',
-           'credits-' || u.id || '@example.test', '', now(),
+           'credits-' || u.id || '@example.test', '', now(), '', '', '', '',
            '{"provider": "email", "providers": ["email"]}'::jsonb, '{}'::jsonb, now(), now(), false
     from (select gen_random_uuid() as id from generate_series(1, ${n}::int)) u
     returning id`;

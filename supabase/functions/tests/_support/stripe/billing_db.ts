@@ -33,9 +33,10 @@ export async function createUser(sql: Sql, metadata: Record<string, unknown> = {
   const id = crypto.randomUUID();
   await sql`
     insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
+                            confirmation_token, recovery_token, email_change_token_new, email_change,
                             raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous)
     values ('00000000-0000-0000-0000-000000000000', ${id}, 'authenticated', 'authenticated',
-            ${`billing-${id.slice(0, 8)}@test.ledgerbase.dev`}, '', now(),
+            ${`billing-${id.slice(0, 8)}@test.ledgerbase.dev`}, '', now(), '', '', '', '',
             '{"provider": "email", "providers": ["email"]}'::jsonb, ${sql.json(metadata as never)}, now(), now(), false)`;
   return id;
 }
