@@ -920,6 +920,14 @@ alter table private.checkout_sessions enable row level security;
 create policy "Clients never access checkout sessions" on private.checkout_sessions
   as restrictive for all to anon, authenticated using (false) with check (false);
 
+-- Sessions created before this migration were never recorded: they keep the old rule (the
+-- account they name), so an upgrade loses no credit of a session in flight. Stripe sets
+-- `created`; nobody can backdate a new session.
+insert into private.settings (key, value, description) values
+  ('checkout_sessions_recorded_since', pg_catalog.to_jsonb(now()),
+   'When the checkout function started recording its Checkout Sessions (set by the migration that introduced it). Unrecorded sessions created before it are trusted as before; later ones are flagged unverified_session.')
+on conflict (key) do nothing;
+
 create function private.record_checkout_session(
   session_id text, account_id uuid, customer_id text, kind text, item text, quantity integer default 1
 ) returns void
@@ -946,6 +954,7 @@ declare
   customer_id text := private.stripe_id(obj -> 'customer');
   metadata jsonb := case when pg_catalog.jsonb_typeof(obj -> 'metadata') = 'object' then obj -> 'metadata' else '{}'::jsonb end;
   recorded private.checkout_sessions;
+  trusted boolean;
   account uuid;
   pack public.credit_packs;
   quantity integer;
@@ -957,8 +966,14 @@ declare
   flag text;
 begin
   select s.* into recorded from private.checkout_sessions s where s.session_id = obj ->> 'id';
+  trusted := recorded.session_id is not null
+    or coalesce(private.stripe_ts(obj -> 'created')
+                < (private.setting('checkout_sessions_recorded_since') #>> '{}')::timestamptz, false);
   if recorded.session_id is not null then
     account := recorded.account_id;
+  elsif trusted then
+    -- A session from before sessions were recorded: the account it names, as it always was.
+    account := private.stripe_account(array[obj ->> 'client_reference_id', metadata ->> 'account_id'], customer_id);
   else
     -- Not a session of ours (a Payment Link, a pricing table, another integration): anyone
     -- can put any account in client_reference_id. It is recorded on the customer's account,
@@ -969,7 +984,7 @@ begin
   if account is null then
     return 'ignored';
   end if;
-  if event_type = 'checkout.session.completed' and recorded.session_id is not null then
+  if event_type = 'checkout.session.completed' and trusted then
     perform private.link_stripe_customer(account, customer_id, obj -> 'customer_details' ->> 'email',
       (obj ->> 'livemode')::boolean, event_type);
   end if;
@@ -993,7 +1008,7 @@ begin
   quantity := case when metadata ->> 'quantity' ~ '^[0-9]{1,4}$' then greatest((metadata ->> 'quantity')::integer, 1) else 1 end;
   select c.* into pack from public.credit_packs c
   where c.key = metadata ->> 'item' and coalesce(metadata ->> 'kind', 'credit_pack') = 'credit_pack';
-  if recorded.session_id is null then
+  if not trusted then
     flag := pg_catalog.format('unverified_session: %s was not created by our checkout (client_reference_id %s); no credits',
       obj ->> 'id', coalesce(obj ->> 'client_reference_id', 'none'));
   elsif pack.key is null then

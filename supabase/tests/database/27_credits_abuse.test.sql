@@ -4,7 +4,7 @@
 -- Personas: Rita refers; Zed, Yan and Xia sign up with Rita's code and never confirm (or
 -- confirm later); Hugo holds credits; Eve is a stranger probing hold ids.
 begin;
-select plan(19);
+select plan(21);
 
 select tests.create_supabase_user('t27_rita', 'rita@credits-abuse.test', '27000000-0000-4000-8000-000000000001');
 select tests.create_supabase_user('t27_hugo', 'hugo@credits-abuse.test', '27000000-0000-4000-8000-000000000002');
@@ -80,6 +80,21 @@ update private.settings set value = 'true' where key = 'require_confirmed_identi
 -- The setting is documented with its default.
 select is((select value from private.settings where key = 'require_confirmed_identity'), 'true'::jsonb,
   'require_confirmed_identity exists');
+
+-- Rewards on the first payment: a payment by an unconfirmed referee earns the reward, paid
+-- when the confirmation comes.
+update private.settings set value = '"first_payment"' where key = 'referral_reward_on';
+select pg_temp.unconfirmed_signup('27000000-0000-4000-8000-00000000000f', 'fay@throwaway.test',
+  (select referral_code from public.profiles where id = '27000000-0000-4000-8000-000000000001'));
+insert into public.payments (account_id, kind, settlement, status, stripe_checkout_session_id)
+values ('27000000-0000-4000-8000-00000000000f', 'credit_pack', 'paid', 'paid', 'cs_t27fay');
+select private.on_payment_succeeded('27000000-0000-4000-8000-00000000000f');
+select is((select status from public.referrals where referee_id = '27000000-0000-4000-8000-00000000000f'), 'pending',
+  'a payment by an unconfirmed referee pays no reward yet');
+update auth.users set email_confirmed_at = now() where id = '27000000-0000-4000-8000-00000000000f';
+select is((select status from public.referrals where referee_id = '27000000-0000-4000-8000-00000000000f'), 'rewarded',
+  'confirming afterwards pays the reward the payment earned');
+update private.settings set value = '"signup"' where key = 'referral_reward_on';
 
 -- ---------------------------------------------------------------------------
 -- 2. Existence oracles: a foreign hold answers like an unknown one.

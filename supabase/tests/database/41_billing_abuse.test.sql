@@ -4,7 +4,7 @@
 -- Personas: Paula owns the paying team "Paid Co"; Mallory pays through a Payment Link and
 -- names Victor's account in client_reference_id; Victor is the victim.
 begin;
-select plan(29);
+select plan(31);
 
 select tests.create_supabase_user('t41_paula', 'paula@billing-abuse.test', '41000000-0000-4000-8000-000000000001');
 select tests.create_supabase_user('t41_mallory', 'mallory@billing-abuse.test', '41000000-0000-4000-8000-000000000002');
@@ -43,9 +43,9 @@ create function pg_temp.invoice(id text, customer text, sub text, charge text) r
       'period', jsonb_build_object('start', extract(epoch from now() - interval '1 day')::bigint,
                                    'end', extract(epoch from now() + interval '29 days')::bigint)))))
 $$;
-create function pg_temp.session(id text, account uuid, customer text) returns jsonb language sql as $$
+create function pg_temp.session(id text, account uuid, customer text, created timestamptz default now()) returns jsonb language sql as $$
   select jsonb_build_object(
-    'id', id, 'object', 'checkout.session', 'mode', 'payment', 'status', 'complete', 'payment_status', 'paid',
+    'id', id, 'object', 'checkout.session', 'created', extract(epoch from created)::bigint, 'mode', 'payment', 'status', 'complete', 'payment_status', 'paid',
     'client_reference_id', account, 'customer', customer, 'currency', 'usd', 'amount_subtotal', 1000, 'amount_total', 1000,
     'total_details', jsonb_build_object('amount_tax', 0, 'amount_discount', 0),
     'payment_intent', 'pi_' || id,
@@ -170,6 +170,17 @@ select is((select stripe_customer_id from public.billing_customers where account
   'cus_t41victor', 'Victor keeps his own customer');
 select is((select balance from public.credit_balances where account_id = '41000000-0000-4000-8000-000000000003'), 350::bigint,
   'and the foreign session credited nothing');
+
+-- A session created before the checkout recorded its sessions (an upgrade with a payment in
+-- flight) keeps the old rule: the account it names is credited.
+select tests.create_supabase_user('t41_olive', 'olive@billing-abuse.test', '41000000-0000-4000-8000-000000000005');
+select is(private.handle_stripe_event(pg_temp.evt('evt_t41_legacy', 'checkout.session.completed',
+  pg_temp.session('cs_t41legacy', '41000000-0000-4000-8000-000000000005', 'cus_t41olive',
+                  (select (value #>> '{}')::timestamptz - interval '1 hour' from private.settings
+                   where key = 'checkout_sessions_recorded_since')))), 'processed',
+  'a session from before sessions were recorded is processed');
+select is((select balance from public.credit_balances where account_id = '41000000-0000-4000-8000-000000000005'), 350::bigint,
+  'and credited as before the upgrade');
 
 select * from finish();
 rollback;
