@@ -149,19 +149,7 @@ isOneToOne: false
                     "account_id"?: string,"created_at"?: string,"email"?: string | null,"generation"?: number,"livemode"?: boolean | null,"status"?: string,"stripe_customer_id"?: string | null,"updated_at"?: string
                   }
                   Relationships: [
-                    {
-      foreignKeyName: "billing_customers_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: true
-      referencedRelation: "account_entitlements"
-      referencedColumns: ["account_id"]
-    },{
-      foreignKeyName: "billing_customers_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: true
-      referencedRelation: "accounts"
-      referencedColumns: ["id"]
-    }
+                    
                   ]
                 },"credit_balances": {
                   Row: {
@@ -301,19 +289,7 @@ isOneToOne: false
                     "account_id"?: string,"amount"?: number,"amount_refunded"?: number,"billing_reason"?: string | null,"created_at"?: string,"credit_adjustments"?: number,"credits_clawed_back"?: number,"credits_due"?: number,"credits_granted"?: number,"credits_held_by_dispute"?: number,"currency"?: string,"dispute_status"?: string | null,"expected_amount"?: number | null,"flagged_reason"?: string | null,"grant_id"?: string | null,"id"?: string,"invoice_pdf"?: string | null,"invoice_url"?: string | null,"item_key"?: string | null,"kind"?: string,"livemode"?: boolean | null,"paid_at"?: string | null,"period_end"?: string | null,"period_start"?: string | null,"quantity"?: number,"receipt_url"?: string | null,"settlement"?: string,"status"?: string,"stripe_charge_id"?: string | null,"stripe_checkout_session_id"?: string | null,"stripe_customer_id"?: string | null,"stripe_dispute_id"?: string | null,"stripe_invoice_id"?: string | null,"stripe_payment_intent_id"?: string | null,"stripe_subscription_id"?: string | null,"updated_at"?: string
                   }
                   Relationships: [
-                    {
-      foreignKeyName: "payments_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "account_entitlements"
-      referencedColumns: ["account_id"]
-    },{
-      foreignKeyName: "payments_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "accounts"
-      referencedColumns: ["id"]
-    }
+                    
                   ]
                 },"permissions": {
                   Row: {
@@ -424,18 +400,6 @@ isOneToOne: false
                   }
                   Relationships: [
                     {
-      foreignKeyName: "subscription_history_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "account_entitlements"
-      referencedColumns: ["account_id"]
-    },{
-      foreignKeyName: "subscription_history_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "accounts"
-      referencedColumns: ["id"]
-    },{
       foreignKeyName: "subscription_history_subscription_id_fkey"
       columns: ["subscription_id"]
 isOneToOne: false
@@ -456,18 +420,6 @@ isOneToOne: false
                   }
                   Relationships: [
                     {
-      foreignKeyName: "subscriptions_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "account_entitlements"
-      referencedColumns: ["account_id"]
-    },{
-      foreignKeyName: "subscriptions_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "accounts"
-      referencedColumns: ["id"]
-    },{
       foreignKeyName: "subscriptions_plan_key_fkey"
       columns: ["plan_key"]
 isOneToOne: false

@@ -12,7 +12,9 @@
  * the account id, so concurrent checkouts get the same customer, and recorded with
  * `private.attach_billing_customer` (the first one recorded wins). The session carries
  * client_reference_id = account id and metadata {account_id, kind, item, quantity}; a
- * subscription carries metadata.account_id too.
+ * subscription carries metadata.account_id too. The session is recorded with
+ * `private.record_checkout_session` before its URL is returned: the webhook trusts only
+ * recorded sessions (a Payment Link can name any account in client_reference_id).
  */
 import { z } from "zod";
 import { asUser } from "../_shared/as_user.ts";
@@ -135,8 +137,9 @@ export function createCheckoutHandler(deps: CheckoutDeps = {}): (request: Reques
     if (!customer.ok) return fail(customer.error);
 
     const metadata = { account_id: item.account_id, kind: item.kind, item: item.item, quantity: String(item.quantity) };
+    let session: { id: string; url: string | null };
     try {
-      const session = await stripe.value.checkout.sessions.create({
+      session = await stripe.value.checkout.sessions.create({
         mode: item.mode,
         customer: customer.id,
         client_reference_id: item.account_id,
@@ -153,10 +156,17 @@ export function createCheckoutHandler(deps: CheckoutDeps = {}): (request: Reques
           }
           : { payment_intent_data: { metadata } }),
       });
-      return json({ id: session.id, url: session.url }, 200, cors);
     } catch (e) {
       return fail(stripeError(e, log));
     }
+    // Only sessions recorded here link a customer and earn credits when Stripe reports them paid.
+    try {
+      await sql`select private.record_checkout_session(${session.id}, ${item.account_id}::uuid, ${customer.id},
+                                                       ${item.kind}, ${item.item}, ${item.quantity}::int)`;
+    } catch (e) {
+      return fail(fromPostgresError(e, { log }));
+    }
+    return json({ id: session.id, url: session.url }, 200, cors);
   };
 }
 

@@ -199,3 +199,15 @@ Deno.test("checkouts are rate limited per user (429 after the burst)", async () 
     assertEquals(statuses[10], 429);
   });
 });
+
+Deno.test("the checkout records the session it created, so the webhook trusts it (and no session it did not create)", async () => {
+  await withWorld(async (world) => {
+    const user = await createUser(world.sql);
+    const response = await world.checkout(await tokenFor(user), { credit_pack: world.catalog.pack.key, quantity: 2, ...urls });
+    assertEquals(response.status, 200, JSON.stringify(response.body));
+    const rows = await world.sql`
+      select account_id, stripe_customer_id, kind, item, quantity from private.checkout_sessions where session_id = ${response.body.id as string}`;
+    assertEquals(rows.map((r) => [r.account_id, r.stripe_customer_id, r.kind, r.item, r.quantity]),
+      [[user, world.fake.customers[0], "credit_pack", world.catalog.pack.key, 2]], "the session is recorded for the account");
+  });
+});

@@ -10,7 +10,7 @@ import fc from "fast-check";
 import { createWebhookHandler } from "../stripe-webhook/handler.ts";
 import type { Sql } from "../_shared/db.ts";
 import { assert, assertEquals } from "./_support/assert.ts";
-import { balance, connect, createCatalog, createUser, type TestCatalog, testEnv } from "./_support/stripe/billing_db.ts";
+import { balance, connect, createCatalog, createUser, recordCheckoutSessions, type TestCatalog, testEnv } from "./_support/stripe/billing_db.ts";
 import {
   charge,
   checkoutSession,
@@ -96,6 +96,8 @@ async function stateOf(sql: Sql, account: string) {
 
 async function deliverAll(sql: Sql, events: StripeEventJson[]): Promise<string[]> {
   const handler = createWebhookHandler({ env: testEnv(), sql, log: () => {} });
+  // Our checkout function recorded its sessions when it created them, before any event.
+  await recordCheckoutSessions(sql, events);
   const statuses: string[] = [];
   for (const event of events) {
     const response = await handler(await webhookRequest(event));

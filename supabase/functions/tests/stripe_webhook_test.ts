@@ -19,6 +19,7 @@ import {
   createUser,
   notificationsOf,
   paymentsOf,
+  recordCheckoutSessions,
   subscriptionOf,
   type TestCatalog,
   testEnv,
@@ -60,6 +61,8 @@ async function withWorld(fn: (world: World) => Promise<void>): Promise<void> {
       sql,
       catalog,
       deliver: async (event) => {
+        // The sessions of these stories are ones our checkout function created (and recorded).
+        await recordCheckoutSessions(sql, [event]);
         const response = await handler(await webhookRequest(event));
         return { status: response.status, body: await response.json() };
       },

@@ -211,10 +211,11 @@ select throws_ok($$ select public.release_credits(tests.hold('h6')) $$,
 select tests.authenticate_as('t22_stranger');
 select throws_ok($$ select public.reserve_credits('22000000-0000-4000-8000-0000000000a0', 'api_call') $$,
   '42501', 'permission denied', 'a stranger cannot reserve on the team');
+-- A stranger is told what an unknown id would tell them: nothing about the hold's existence.
 select throws_ok($$ select public.capture_credits(tests.hold('h6')) $$,
-  '42501', 'permission denied', 'a stranger cannot capture the team''s hold');
+  'PT404', 'not_found', 'a stranger cannot capture the team''s hold (not_found, as for an unknown id)');
 select throws_ok($$ select public.release_credits(tests.hold('h6')) $$,
-  '42501', 'permission denied', 'a stranger cannot release the team''s hold');
+  'PT404', 'not_found', 'a stranger cannot release the team''s hold (not_found, as for an unknown id)');
 select tests.authenticate_as_anon();
 select throws_ok($$ select public.reserve_credits('22000000-0000-4000-8000-0000000000a0', 'api_call') $$,
   '42501', 'permission denied for function reserve_credits', 'anon cannot execute reserve_credits');

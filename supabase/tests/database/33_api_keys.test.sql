@@ -212,8 +212,8 @@ select tests.authenticate_as('member');
 select throws_ok($$ select public.revoke_api_key((select id from tests.keys where label = 'consume')) $$, '42501', 'permission denied',
   'a member cannot revoke a key');
 select tests.authenticate_as('stranger');
-select throws_ok($$ select public.revoke_api_key((select id from tests.keys where label = 'consume')) $$, '42501', 'permission denied',
-  'a stranger cannot revoke a key');
+select throws_ok($$ select public.revoke_api_key((select id from tests.keys where label = 'consume')) $$, 'PT404', 'not_found',
+  'a stranger cannot revoke a key (not_found, as for an unknown id)');
 select throws_ok($$ select public.revoke_api_key('33000000-0000-4000-8000-0000000000ff') $$, 'PT404', 'not_found', 'an unknown key is not found');
 select tests.authenticate_as('admin');
 select public.revoke_api_key((select id from tests.keys where label = 'consume'));

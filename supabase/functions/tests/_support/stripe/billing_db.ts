@@ -148,3 +148,19 @@ export async function auditActions(sql: Sql, accountId: string): Promise<string[
   const rows = await sql<{ action: string }[]>`select action from public.audit_log where account_id = ${accountId} order by id`;
   return rows.map((r) => r.action);
 }
+
+/**
+ * Records the Checkout Sessions of these events the way the checkout function does when it
+ * creates them (private.record_checkout_session), before Stripe sends anything about them:
+ * the webhook trusts recorded sessions only. Sessions that name no account are left out.
+ */
+export async function recordCheckoutSessions(sql: Sql, events: { type: string; data: { object: Record<string, unknown> } }[]): Promise<void> {
+  for (const event of events) {
+    if (!event.type.startsWith("checkout.session.")) continue;
+    const s = event.data.object as { id: string; client_reference_id?: string | null; customer?: string | null; mode?: string; metadata?: Record<string, string> };
+    if (!s.client_reference_id) continue;
+    await sql`select private.record_checkout_session(${s.id}, ${s.client_reference_id}::uuid, ${s.customer ?? null},
+                                                     ${s.mode === "payment" ? "credit_pack" : "plan"}, ${s.metadata?.item ?? ""},
+                                                     ${Number(s.metadata?.quantity ?? "1")}::int)`;
+  }
+}

@@ -81,6 +81,7 @@ export function checkoutSession(o: {
 }): Json {
   const s = clone(checkoutSessionFixture) as Json;
   s.id = o.id;
+  s.created = Math.floor(Date.now() / 1000);
   s.client_reference_id = o.accountId;
   s.customer = o.customer;
   s.mode = o.mode;
