@@ -24,9 +24,10 @@ await main(async () => {
   const cluster = await requireRunningDatabase(devCluster());
   const sql = `
     insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
+                            confirmation_token, recovery_token, email_change_token_new, email_change,
                             raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
     select '00000000-0000-0000-0000-000000000000', gen_random_uuid(), 'authenticated', 'authenticated', :'email', '',
-           now(), '{"provider": "email", "providers": ["email"]}', '{}', now(), now()
+           now(), '', '', '', '', '{"provider": "email", "providers": ["email"]}', '{}', now(), now()
     where not exists (select from auth.users where email = :'email' and not is_sso_user);
     select id, is_anonymous, raw_app_meta_data, raw_user_meta_data from auth.users
     where email = :'email' and not is_sso_user;`;
