@@ -6,8 +6,8 @@
 -- discounts, so every customer with a promotion code was flagged `amount_mismatch` and got no
 -- credits. A price that is not the catalog's stays flagged, discount or not.
 --
--- Payments flagged before this migration stay as they are: re-derive them from the recorded
--- events with private.reprocess_stripe_events() only if you choose to credit them.
+-- Payments flagged before this migration stay flagged (their events are in webhook_events):
+-- whether to credit them after all is the operator's call.
 
 -- ---------------------------------------------------------------------------
 -- Amounts before discounts
