@@ -1,7 +1,7 @@
 // npm stop: stops what npm start started (the data stays in the cluster's folder, unless --purge).
 import { main, parseArgs, step } from "./lib/log.ts";
 import { devCluster, stopFunctions } from "./lib/stack.ts";
-import { clusterHome, displayPath, local } from "./lib/paths.ts";
+import { displayPath } from "./lib/paths.ts";
 
 const usage = `usage: npm stop [-- --purge]
 
@@ -14,11 +14,7 @@ await main(async () => {
   const cluster = devCluster();
   await step("Stopping PostgreSQL", () => cluster.stop());
   if (flags.purge) {
-    await step(`Deleting the data in ${displayPath(cluster.dir)}`, async () => {
-      await cluster.destroy();
-      // The clone's folder under /var/lib/ledgerbase goes too once nothing else is in it.
-      if (clusterHome !== local) await Deno.remove(clusterHome).catch(() => {});
-    });
+    await step(`Deleting the data in ${displayPath(cluster.dir)}`, () => cluster.destroy());
     console.log("Stopped and deleted. `npm start` creates a fresh database.");
   } else {
     console.log(`Stopped. \`npm start\` brings it back with your data (${displayPath(cluster.dir)}).`);

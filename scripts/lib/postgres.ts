@@ -145,6 +145,8 @@ export class Cluster {
   async destroy(): Promise<void> {
     await this.stop();
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+    // A clone's folder under /var/lib/ledgerbase goes too once none of its clusters is left.
+    if (dirname(this.dir).startsWith("/var/lib/ledgerbase/")) await Deno.remove(dirname(this.dir)).catch(() => {});
   }
 
   /** Runs SQL through psql, stopping at the first error. */
