@@ -2,9 +2,8 @@
 import { bold, dim, green, main, parseArgs, yellow } from "./lib/log.ts";
 import { ensureFunctionsEnv, withStackUrls } from "./lib/env.ts";
 import { apiKeys } from "./lib/jwt.ts";
-import { DEFAULT_JWT_SECRET, FUNCTIONS_PORT, stackUrls } from "./lib/config.ts";
+import { DEFAULT_JWT_SECRET, FUNCTIONS_PORT, functionsLogFile, stackUrls } from "./lib/config.ts";
 import { devCluster, functionsUrl, startFunctions, upDatabase } from "./lib/stack.ts";
-import { functionsLogFile } from "./lib/config.ts";
 import { join } from "node:path";
 import { step } from "./lib/log.ts";
 import { displayPath } from "./lib/paths.ts";

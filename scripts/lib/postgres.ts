@@ -1,4 +1,5 @@
-// A private PostgreSQL 15 cluster in a git-ignored folder, run by the `postgres` OS user.
+// A private PostgreSQL 15 cluster in a folder of its own (paths.ts clusterHome), run by the
+// `postgres` OS user when we are root.
 import { dirname, join } from "node:path";
 import { UserError } from "./log.ts";
 import { exists, isRoot, must, run } from "./proc.ts";
