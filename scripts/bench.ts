@@ -1,7 +1,7 @@
 // npm run bench: the performance targets of SPEC §8 for the credit engine, measured as
 // ratios of pairs run back to back on one throw-away database.
 //
-// A cluster of its own in .local/bench-db (durable: fsync and synchronous_commit on, so
+// A cluster of its own (bench-db, beside the clone's other clusters; durable: fsync and synchronous_commit on, so
 // commit flushes are real), the migrations and seed through the Supabase CLI, the data of
 // bench/setup.sql, then pgbench pairs from bench/*.sql. Each side of a pair runs in two
 // rounds in ABBA order so that drift (other work on the machine) hits both sides alike.
@@ -10,7 +10,7 @@
 import { join, relative } from "node:path";
 import { bold, dim, formatMs, green, main, parseArgs, red, step, UserError, yellow } from "./lib/log.ts";
 import { Cluster, ensurePackages, freePort, pgBin } from "./lib/postgres.ts";
-import { local, root } from "./lib/paths.ts";
+import { clusterHome, root } from "./lib/paths.ts";
 import { must, run } from "./lib/proc.ts";
 import { pushMigrations } from "./lib/supabase.ts";
 import { runWebhookBench, type WebhookBenchResult } from "../supabase/functions/stripe-webhook/bench.ts";
@@ -160,7 +160,7 @@ async function benchMain(): Promise<void> {
 
   await step("Checking Debian packages", () => ensurePackages(console.log));
   // Not ephemeral: fsync, synchronous_commit and full_page_writes stay on, as in production.
-  const dir = join(local, "bench-db");
+  const dir = join(clusterHome, "bench-db");
   await new Cluster({ dir, port: 0 }).stop(); // a leftover of an interrupted run frees its port first
   const cluster = new Cluster({ dir, port: freePort(54380) });
   const logs = await Deno.makeTempDir({ prefix: "ledgerbase-bench-" });

@@ -1,11 +1,22 @@
-// npm stop: stops what npm start started (the data stays in .local/db).
+// npm stop: stops what npm start started (the data stays in the cluster's folder, unless --purge).
 import { main, parseArgs, step } from "./lib/log.ts";
 import { devCluster, stopFunctions } from "./lib/stack.ts";
+import { displayPath } from "./lib/paths.ts";
+
+const usage = `usage: npm stop [-- --purge]
+
+Stops the functions server and the local PostgreSQL. The data is kept for the next
+\`npm start\`; --purge deletes it (the next start creates a fresh database).`;
 
 await main(async () => {
-  parseArgs(Deno.args, {}, "usage: npm stop\n\nStops the functions server and the local PostgreSQL. Data is kept in .local/db.");
+  const { flags } = parseArgs(Deno.args, { purge: "boolean" }, usage);
   await step("Stopping the functions server", async () => void (await stopFunctions()));
   const cluster = devCluster();
   await step("Stopping PostgreSQL", () => cluster.stop());
-  console.log("Stopped. `npm start` brings it back with your data.");
+  if (flags.purge) {
+    await step(`Deleting the data in ${displayPath(cluster.dir)}`, () => cluster.destroy());
+    console.log("Stopped and deleted. `npm start` creates a fresh database.");
+  } else {
+    console.log(`Stopped. \`npm start\` brings it back with your data (${displayPath(cluster.dir)}).`);
+  }
 });

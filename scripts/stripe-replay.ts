@@ -10,10 +10,12 @@
 //   stripe events list --limit 100 --created.gte <unix>        (a list object: {"data": [...]})
 // or GET /v1/events pages, a JSON array of events, or one event per line (JSON Lines).
 //
-// Settings come from the environment, else supabase/functions/.env.
+// Settings come from the environment, else supabase/functions/.env; the database is the
+// local stack's (LEDGERBASE_DB_PORT) unless SUPABASE_DB_URL is set.
 import { join } from "node:path";
 import { bold, dim, green, main, parseArgs, red, UserError } from "./lib/log.ts";
-import { parseDotenv } from "./lib/env.ts";
+import { parseDotenv, withStackUrls } from "./lib/env.ts";
+import { stackUrls } from "./lib/config.ts";
 import { functionsDir } from "./lib/paths.ts";
 import { createWebhookHandler } from "../supabase/functions/stripe-webhook/handler.ts";
 import { closeDb } from "../supabase/functions/_shared/db.ts";
@@ -66,9 +68,19 @@ async function settings(): Promise<Map<string, string>> {
   } catch {
     // no .env: the environment alone
   }
-  const merged = new Map(Object.entries(file));
-  for (const [key, value] of Object.entries(Deno.env.toObject())) if (value !== "") merged.set(key, value);
-  return merged;
+  const merged: Record<string, string> = { ...file };
+  for (const [key, value] of Object.entries(Deno.env.toObject())) if (value !== "") merged[key] = value;
+  return new Map(Object.entries(withStackUrls(merged, stackUrls)));
+}
+
+/** host:port of a database URL (never its password). */
+function databaseHost(url: string | undefined): string {
+  try {
+    const u = new URL(url ?? "");
+    return `${u.hostname}:${u.port || 5432}`;
+  } catch {
+    return "(SUPABASE_DB_URL is not a URL)";
+  }
 }
 
 await main(async () => {
@@ -85,7 +97,7 @@ await main(async () => {
   if (!secret) throw new UserError("STRIPE_WEBHOOK_SECRET is not set (environment or supabase/functions/.env)");
   const url = typeof flags.url === "string" ? flags.url : undefined;
   const local = url === undefined ? createWebhookHandler({ env }) : undefined;
-  console.log(`${bold("stripe:replay")} ${events.length} events ${dim(url ? `→ ${url}` : "→ local handler (SUPABASE_DB_URL)")}`);
+  console.log(`${bold("stripe:replay")} ${events.length} events ${dim(url ? `→ ${url}` : `→ local handler, database ${databaseHost(env.get("SUPABASE_DB_URL"))}`)}`);
 
   const counts: Record<string, number> = {};
   try {

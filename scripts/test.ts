@@ -6,8 +6,8 @@
 // drift check. Ends with one line: "N passed, N failed".
 import { join, relative } from "node:path";
 import { bold, dim, formatMs, green, main, parseArgs, red, step, UserError } from "./lib/log.ts";
-import { Cluster, ensurePackages, freePort } from "./lib/postgres.ts";
-import { bin, databaseTestsDir, functionsDir, local, platformDir, root, typesFile } from "./lib/paths.ts";
+import { Cluster, ensurePackages, freePort, portInUse } from "./lib/postgres.ts";
+import { bin, clusterHome, databaseTestsDir, functionsDir, local, platformDir, root, typesFile } from "./lib/paths.ts";
 import { run } from "./lib/proc.ts";
 import { generateTypes, pushMigrations, supabase } from "./lib/supabase.ts";
 import { parseDenoSummary, parseProveOutput } from "./lib/tap.ts";
@@ -36,13 +36,10 @@ await main(async () => {
   await step("Checking Debian packages (PostgreSQL 15, pgTAP, plpgsql_check, pg_prove)", () => ensurePackages(console.log));
 
   await removeAbandonedClusters();
-  const cluster = new Cluster({ dir: testClusterDir(), port: freePort(54330), ephemeral: true });
+  const cluster = await step("Creating a throw-away cluster", () => throwAwayCluster());
   const url = cluster.url();
   try {
     await step(`Creating a throw-away database on port ${cluster.port}`, async () => {
-      await cluster.destroy();
-      await cluster.init();
-      await cluster.start();
       await cluster.freshDatabase();
       await cluster.psql({ command: "create extension if not exists pgtap with schema extensions" }, "supabase_admin");
     });
@@ -89,16 +86,34 @@ await main(async () => {
   return total.f > 0 ? 1 : 0;
 });
 
+/** A cluster of this run's own on a free port; another run may take the port before ours starts: then the next one. */
+async function throwAwayCluster(): Promise<Cluster> {
+  for (let attempt = 1;; attempt++) {
+    const cluster = new Cluster({ dir: testClusterDir(), port: freePort(54330), ephemeral: true });
+    try {
+      await cluster.destroy();
+      await cluster.init();
+      await cluster.start();
+      return cluster;
+    } catch (error) {
+      await cluster.destroy().catch(() => {});
+      if (attempt === 5 || !portInUse(cluster.port)) throw error;
+    }
+  }
+}
+
 /** Clusters of earlier runs that were killed before cleaning up (their process is gone). */
 async function removeAbandonedClusters(): Promise<void> {
-  await Deno.mkdir(local, { recursive: true });
-  for await (const entry of Deno.readDir(local)) {
-    const pid = entry.name.match(/^test-db-(\d+)$/)?.[1];
-    if (!pid || Number(pid) === Deno.pid) continue;
-    try {
-      await Deno.stat(`/proc/${pid}`);
-    } catch {
-      await new Cluster({ dir: join(local, entry.name), port: 0 }).destroy().catch(() => {});
+  for (const home of new Set([clusterHome, local])) {
+    await Deno.mkdir(home, { recursive: true });
+    for await (const entry of Deno.readDir(home)) {
+      const pid = entry.name.match(/^test-db-(\d+)$/)?.[1];
+      if (!pid || Number(pid) === Deno.pid) continue;
+      try {
+        await Deno.stat(`/proc/${pid}`);
+      } catch {
+        await new Cluster({ dir: join(home, entry.name), port: 0 }).destroy().catch(() => {});
+      }
     }
   }
 }

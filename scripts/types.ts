@@ -3,13 +3,13 @@
 import { main, parseArgs, step } from "./lib/log.ts";
 import { Cluster, ensurePackages, freePort } from "./lib/postgres.ts";
 import { generateTypes, pushMigrations } from "./lib/supabase.ts";
-import { local, typesFile } from "./lib/paths.ts";
+import { clusterHome, typesFile } from "./lib/paths.ts";
 import { join } from "node:path";
 
 await main(async () => {
   parseArgs(Deno.args, {}, "usage: npm run types\n\nRegenerates types/database.ts from supabase/migrations.");
   await step("Checking Debian packages", () => ensurePackages(console.log));
-  const cluster = new Cluster({ dir: join(local, "types-db"), port: freePort(54360), ephemeral: true });
+  const cluster = new Cluster({ dir: join(clusterHome, "types-db"), port: freePort(54360), ephemeral: true });
   try {
     await step("Building a throw-away database from the migrations", async () => {
       await cluster.destroy();

@@ -27,3 +27,21 @@ export async function ensureFunctionsEnv(): Promise<{ values: Record<string, str
   }
   return { values: parseDotenv(await Deno.readTextFile(functionsEnv)), created };
 }
+
+/** What .env.example used to hard-code: a copy of it in a .env is not a choice of the user's. */
+const FORMER_EXAMPLE: Record<string, string> = {
+  SUPABASE_DB_URL: "postgresql://postgres:postgres@127.0.0.1:54322/postgres",
+  SUPABASE_URL: "http://127.0.0.1:54321",
+};
+
+/**
+ * The functions' settings against the local stack: SUPABASE_DB_URL and SUPABASE_URL are the
+ * stack's own (on LEDGERBASE_DB_PORT and LEDGERBASE_FUNCTIONS_PORT) unless the user set them.
+ */
+export function withStackUrls(values: Record<string, string>, stack: { dbUrl: string; apiUrl: string }): Record<string, string> {
+  const own = (name: string) => {
+    const value = values[name]?.trim();
+    return value && value !== FORMER_EXAMPLE[name] ? value : undefined;
+  };
+  return { ...values, SUPABASE_DB_URL: own("SUPABASE_DB_URL") ?? stack.dbUrl, SUPABASE_URL: own("SUPABASE_URL") ?? stack.apiUrl };
+}

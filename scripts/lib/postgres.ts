@@ -1,7 +1,8 @@
-// A private PostgreSQL 15 cluster in a git-ignored folder, run by the `postgres` OS user.
-import { join } from "node:path";
+// A private PostgreSQL 15 cluster in a folder of its own (paths.ts clusterHome), run by the
+// `postgres` OS user when we are root.
+import { dirname, join } from "node:path";
 import { UserError } from "./log.ts";
-import { exists, isRoot, must } from "./proc.ts";
+import { exists, isRoot, must, run } from "./proc.ts";
 import { platformDir } from "./paths.ts";
 
 const PG_VERSION = "15";
@@ -78,7 +79,12 @@ export class Cluster {
 
   async init(): Promise<void> {
     await Deno.mkdir(this.dir, { recursive: true });
-    if (isRoot()) await must("chown", "chown", ["-R", "postgres:postgres", this.dir]);
+    if (isRoot()) {
+      // Folders we create on the way must let the postgres OS user through, whatever the umask.
+      for (let dir = dirname(this.dir); dir.startsWith("/var/lib/ledgerbase"); dir = dirname(dir)) await Deno.chmod(dir, 0o755);
+      await must("chown", "chown", ["-R", "postgres:postgres", this.dir]);
+      await assertReachable(this.dir);
+    }
     await this.pg("initdb", "initdb", [
       "-D", this.dir, "-U", "supabase_admin", "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
       ...(this.options.ephemeral ? ["--no-sync"] : []),
@@ -106,6 +112,32 @@ export class Cluster {
     await this.pg("pg_ctl start", "pg_ctl", ["start", "-D", this.dir, "-l", join(this.dir, "server.log"), "-w", "-t", "60"]);
   }
 
+  /** Why the running server should be restarted on the installed binaries, or null (also when it is not running). */
+  async outdatedBy(): Promise<string | null> {
+    let pidFile: string;
+    try {
+      pidFile = await Deno.readTextFile(join(this.dir, "postmaster.pid"));
+    } catch {
+      return null;
+    }
+    if (!(await this.running())) return null;
+    const startedAt = new Date(Number(pidFile.split("\n")[2]) * 1000);
+    const installed = await run(join(pgBin, "postgres"), ["--version"]);
+    const running = await run(join(pgBin, "psql"), ["-X", "-Atq", "-d", this.url("supabase_admin"), "-c", "show server_version"]);
+    const replacedAt: Array<Date | null> = [];
+    for (const file of serverFiles) replacedAt.push(await Deno.stat(file).then((s) => s.ctime, () => null));
+    return restartReason({
+      startedAt,
+      runningVersion: running.code === 0 ? running.stdout.trim() : null,
+      installedVersion: installed.code === 0 ? installed.stdout.replace(/^postgres \(PostgreSQL\) /, "").trim() : null,
+      replacedAt,
+    });
+  }
+
+  async restart(): Promise<void> {
+    await this.pg("pg_ctl restart", "pg_ctl", ["restart", "-D", this.dir, "-m", "fast", "-l", join(this.dir, "server.log"), "-w", "-t", "60"]);
+  }
+
   async stop(): Promise<void> {
     if (!(await this.running())) return;
     await this.pg("pg_ctl stop", "pg_ctl", ["stop", "-D", this.dir, "-m", "fast", "-w"]);
@@ -114,6 +146,8 @@ export class Cluster {
   async destroy(): Promise<void> {
     await this.stop();
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+    // A clone's folder under /var/lib/ledgerbase goes too once none of its clusters is left.
+    if (dirname(this.dir).startsWith("/var/lib/ledgerbase/")) await Deno.remove(dirname(this.dir)).catch(() => {});
   }
 
   /** Runs SQL through psql, stopping at the first error. */
@@ -135,6 +169,47 @@ export class Cluster {
   async bootstrap(database = "postgres"): Promise<void> {
     await this.psql({ file: join(platformDir, "bootstrap.sql") }, "supabase_admin", database, "platform bootstrap");
   }
+}
+
+/** Files a running server loads from disk later: when one is replaced, new connections may fail. */
+const serverFiles = [join(pgBin, "postgres"), `/usr/lib/postgresql/${PG_VERSION}/lib/plpgsql.so`];
+
+/**
+ * Whether a running server must be restarted on the installed binaries: the version it reports
+ * differs from the installed one (`postgres --version`), or a file it loads was replaced (its
+ * ctime: dpkg keeps the packaged mtime) after the server started. Null when it need not.
+ */
+export function restartReason(o: {
+  startedAt: Date;
+  runningVersion: string | null;
+  installedVersion: string | null;
+  replacedAt: Array<Date | null>;
+}): string | null {
+  const version = (v: string | null) => v?.match(/^\d+(\.\d+)*(\s+\(.*\))?/)?.[0].trim() ?? null;
+  const running = version(o.runningVersion), installed = version(o.installedVersion);
+  if (running && installed && running !== installed) {
+    const [r, i] = [running, installed].map((v) => v.split(" ")[0]);
+    return r !== i ? `PostgreSQL ${r} is running, ${i} is installed` : `PostgreSQL ${running} is running, ${installed} is installed`;
+  }
+  if (!Number.isNaN(o.startedAt.getTime())) {
+    const replaced = o.replacedAt.filter((d): d is Date => d !== null && d.getTime() > o.startedAt.getTime());
+    if (replaced.length) return "its binaries were replaced after it started";
+  }
+  return null;
+}
+
+/** As root the server runs as the postgres OS user: stop at once, with the fix, if it cannot reach its folder. */
+async function assertReachable(dir: string): Promise<void> {
+  const probe = await run("runuser", ["-u", "postgres", "--", "test", "-w", dir, "-a", "-x", dir]);
+  if (probe.code === 0) return;
+  let blocking = dir;
+  for (let d = dirname(dir); d !== "/"; d = dirname(d)) {
+    if ((await run("runuser", ["-u", "postgres", "--", "test", "-x", d])).code !== 0) blocking = d;
+  }
+  throw new UserError(
+    `the postgres OS user, which runs the server, cannot enter ${blocking}`,
+    `let it through with \`chmod o+x ${blocking}\` (or set LEDGERBASE_DATA_DIR to a folder it can reach), then run this command again`,
+  );
 }
 
 export function portInUse(port: number): boolean {

@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { Cluster, ensurePackages, portInUse } from "./postgres.ts";
 import { DEV_DB_PORT, devClusterDir, FUNCTIONS_PORT, functionsLogFile, functionsPidFile, functionsUrl } from "./config.ts";
-import { bin, local, root } from "./paths.ts";
+import { bin, displayPath, local, root } from "./paths.ts";
 import { exists, must } from "./proc.ts";
 import { pushMigrations } from "./supabase.ts";
 import { dim, step, UserError } from "./log.ts";
@@ -13,7 +13,11 @@ export const devCluster = () => new Cluster({ dir: devClusterDir, port: DEV_DB_P
 export async function upDatabase(cluster = devCluster()): Promise<{ applied: string[]; created: boolean }> {
   await step("Checking Debian packages (PostgreSQL 15, pgTAP, plpgsql_check, pg_prove)", () => ensurePackages(console.log));
   const created = !(await cluster.initialized());
-  if (created) await step(`Creating a PostgreSQL 15 cluster in ${dim(".local/db")}`, () => cluster.init());
+  if (created) await step(`Creating a PostgreSQL 15 cluster in ${dim(displayPath(cluster.dir))}`, () => cluster.init());
+  // A Debian upgrade under a running server leaves it unable to load its own libraries
+  // (plpgsql.so: "undefined symbol") in new connections: restart it on the new binaries.
+  const outdated = await cluster.outdatedBy();
+  if (outdated) await step(`Restarting PostgreSQL: ${outdated} (the data stays)`, () => cluster.restart());
   await step(`Starting PostgreSQL on port ${cluster.port}`, () => cluster.start());
   if (!(await isBootstrapped(cluster))) {
     await step("Bootstrapping the Supabase platform (roles, auth, storage, extensions)", () => cluster.bootstrap());

@@ -9,11 +9,17 @@ export async function supabase(args: string[]): Promise<RunResult> {
   return await run(bin("supabase"), args, { cwd: root, env });
 }
 
-/** Applies pending migrations (and the seed, which the CLI runs once per content hash). */
-export async function pushMigrations(url: string): Promise<string[]> {
+/**
+ * The seed files of the local stack: the catalog (the only one supabase/config.toml names, so
+ * the only one a hosted `supabase db push --include-seed` applies) and the demo users.
+ */
+export const localSeeds = ["./seed/catalog.sql", "./seed/demo.sql"];
+
+/** Applies pending migrations and the local seeds (which the CLI runs once per content hash). */
+export async function pushMigrations(url: string, seeds = localSeeds): Promise<string[]> {
   const result = await must("supabase db push", bin("supabase"), ["db", "push", `--remote=${url}`, "--yes", "--include-seed"], {
     cwd: root,
-    env,
+    env: { ...env, SUPABASE_DB_SEED_SQL_PATHS: seeds.join(",") },
   });
   const text = result.stdout + "\n" + result.stderr;
   return [...text.matchAll(/Applying migration (\S+?)\.\.\./g)].map((m) => m[1]);

@@ -14,13 +14,14 @@
  * client_reference_id = account id and metadata {account_id, kind, item, quantity}; a
  * subscription carries metadata.account_id too. The session is recorded with
  * `private.record_checkout_session` before its URL is returned: the webhook trusts only
- * recorded sessions (a Payment Link can name any account in client_reference_id).
+ * recorded sessions (a Payment Link can name any account in client_reference_id). With
+ * STRIPE_ALLOW_PROMOTION_CODES=true the session accepts Stripe promotion codes (default off).
  */
 import { z } from "zod";
 import { asUser } from "../_shared/as_user.ts";
 import { getDb, type Sql } from "../_shared/db.ts";
-import { type EnvSource, processEnv } from "../_shared/env.ts";
-import { type AppError, appError } from "../_shared/errors.ts";
+import { type EnvSource, optionalEnv, processEnv } from "../_shared/env.ts";
+import { type AppError, appError, err, ok, type Result } from "../_shared/errors.ts";
 import { fromPostgresError, json } from "../_shared/http.ts";
 import { type JwtVerifier } from "../_shared/jwt.ts";
 import { readUserRequest } from "../_shared/user_request.ts";
@@ -98,6 +99,13 @@ async function ensureCustomer(
   }
 }
 
+/** STRIPE_ALLOW_PROMOTION_CODES: whether sessions accept promotion codes ("true" or "false", default false). */
+export function promotionCodesAllowed(env: EnvSource): Result<boolean> {
+  const value = optionalEnv("STRIPE_ALLOW_PROMOTION_CODES", env)?.toLowerCase() ?? "false";
+  if (value === "true" || value === "false") return ok(value === "true");
+  return err(appError("config_invalid", "Invalid setting STRIPE_ALLOW_PROMOTION_CODES: expected true or false.", 500));
+}
+
 /** A handler with its dependencies (tests inject env, database and Stripe clients). */
 export function createCheckoutHandler(deps: CheckoutDeps = {}): (request: Request) => Promise<Response> {
   const env = deps.env ?? processEnv;
@@ -115,6 +123,8 @@ export function createCheckoutHandler(deps: CheckoutDeps = {}): (request: Reques
 
     const stripe = deps.stripe === undefined ? stripeFromEnv(env) : { ok: true as const, value: deps.stripe };
     if (!stripe.ok) return fail(stripe.error);
+    const promotionCodes = promotionCodesAllowed(env);
+    if (!promotionCodes.ok) return fail(promotionCodes.error);
     let sql: Sql;
     try {
       sql = deps.sql ?? getDb(env);
@@ -147,6 +157,7 @@ export function createCheckoutHandler(deps: CheckoutDeps = {}): (request: Reques
         success_url: body.success_url,
         cancel_url: body.cancel_url,
         metadata,
+        ...(promotionCodes.value ? { allow_promotion_codes: true } : {}),
         ...(item.mode === "subscription"
           ? {
             subscription_data: {

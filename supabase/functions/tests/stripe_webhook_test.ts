@@ -165,39 +165,39 @@ Deno.test("a checkout whose amount does not match the catalog is recorded and fl
   });
 });
 
-Deno.test("a checkout is checked on what was paid: a coupon or no_payment_required is flagged and credits nothing; tax is not the price", async () => {
+Deno.test("a checkout is checked on its amount before discounts, net of tax: a coupon earns the credits, tax is not the price", async () => {
   await withWorld(async (world) => {
     const { account, customer: cus } = await customerFor(world);
     const { pack } = world.catalog;
     const base = { accountId: account, customer: cus, mode: "payment" as const, item: pack.key };
     const paymentOf = async (id: unknown) => (await paymentsOf(world.sql, account)).find((p) => p.stripe_checkout_session_id === id);
 
-    // A 100%-off coupon: the subtotal matches the price, nothing was paid.
+    // A 100%-off coupon: the subtotal matches the price, nothing was paid (SPEC §4.8: discounts are not mismatches).
     const free = checkoutSession({ ...base, id: `cs_test_${uid()}`, paymentStatus: "no_payment_required", amountSubtotal: pack.price, amountTotal: 0, amountDiscount: pack.price });
     assertEquals((await world.deliver(stripeEvent("checkout.session.completed", free))).body.status, "processed");
     let payment = await paymentOf(free.id);
-    assertEquals([payment?.credits_granted, payment?.flagged_reason], ["0", `amount_mismatch: expected ${pack.price} usd, got 0`]);
+    assertEquals([payment?.credits_granted, payment?.flagged_reason], ["250", null]);
 
     // A 40%-off coupon.
     const discounted = checkoutSession({ ...base, id: `cs_test_${uid()}`, paymentStatus: "paid", amountSubtotal: pack.price, amountTotal: 600, amountDiscount: 400 });
     await world.deliver(stripeEvent("checkout.session.completed", discounted));
     payment = await paymentOf(discounted.id);
-    assertEquals([payment?.status, payment?.credits_granted, payment?.flagged_reason], ["paid", "0", `amount_mismatch: expected ${pack.price} usd, got 600`]);
-    assertEquals((await balance(world.sql, account)).balance, 50, "neither earned credits");
+    assertEquals([payment?.status, payment?.credits_granted, payment?.flagged_reason, payment?.amount], ["paid", "250", null, "600"]);
+    assertEquals((await balance(world.sql, account)).balance, 550, "both earned the pack's credits");
 
     // Tax on top of the price is paid, not discounted: credited.
     const taxed = checkoutSession({ ...base, id: `cs_test_${uid()}`, paymentStatus: "paid", amountSubtotal: pack.price, amountTotal: pack.price + 200, amountTax: 200 });
     await world.deliver(stripeEvent("checkout.session.completed", taxed));
     payment = await paymentOf(taxed.id);
     assertEquals([payment?.credits_granted, payment?.flagged_reason, payment?.amount], ["250", null, String(pack.price + 200)]);
-    assertEquals((await balance(world.sql, account)).balance, 300);
+    assertEquals((await balance(world.sql, account)).balance, 800);
 
-    // no_payment_required never earns the credits of a pack that costs something, whatever the amounts say.
+    // no_payment_required never earns the credits of a pack that costs something unless a discount explains it.
     const odd = checkoutSession({ ...base, id: `cs_test_${uid()}`, paymentStatus: "no_payment_required", amountTotal: pack.price });
     await world.deliver(stripeEvent("checkout.session.completed", odd));
     payment = await paymentOf(odd.id);
     assertEquals([payment?.credits_granted, payment?.flagged_reason], ["0", `no_payment_required: expected ${pack.price} usd`]);
-    assertEquals((await balance(world.sql, account)).balance, 300);
+    assertEquals((await balance(world.sql, account)).balance, 800);
   });
 });
 
@@ -205,7 +205,7 @@ Deno.test("a checkout is checked on what was paid: a coupon or no_payment_requir
 // Subscriptions
 // ---------------------------------------------------------------------------
 
-Deno.test("a subscription invoice is checked on its total after discounts, net of tax: a coupon is flagged, tax is not", async () => {
+Deno.test("a subscription invoice is checked on its amount before discounts, net of tax: a shortfall no discount explains is flagged, tax is not", async () => {
   await withWorld(async (world) => {
     const { account, customer: cus } = await customerFor(world);
     const { basic } = world.catalog;
@@ -213,6 +213,7 @@ Deno.test("a subscription invoice is checked on its total after discounts, net o
     const base = { customer: cus, subscription: sub, accountId: account, priceId: basic.priceId };
     const paymentOf = async (id: unknown) => (await paymentsOf(world.sql, account)).find((p) => p.stripe_invoice_id === id);
 
+    // 500 paid for the 1000 plan, and no discount on the invoice (discounted invoices: stripe_discounts_test.ts).
     const coupon = invoice({ ...base, id: `in_${uid()}`, amountPaid: 500, subtotal: basic.price, totalExcludingTax: 500, billingReason: "subscription_create" });
     await world.deliver(stripeEvent("invoice.paid", coupon));
     let payment = await paymentOf(coupon.id);
@@ -221,7 +222,7 @@ Deno.test("a subscription invoice is checked on its total after discounts, net o
     const free = invoice({ ...base, id: `in_${uid()}`, amountPaid: 0, subtotal: basic.price, totalExcludingTax: 0 });
     await world.deliver(stripeEvent("invoice.paid", free));
     payment = await paymentOf(free.id);
-    assertEquals([payment?.credits_granted, payment?.flagged_reason], ["0", `amount_mismatch: expected ${basic.price} usd, got 0`], "a 100%-off renewal is flagged");
+    assertEquals([payment?.credits_granted, payment?.flagged_reason], ["0", `amount_mismatch: expected ${basic.price} usd, got 0`], "nothing paid and no discount reported is flagged");
     assertEquals((await balance(world.sql, account)).balance, 50);
 
     const taxed = invoice({ ...base, id: `in_${uid()}`, amountPaid: basic.price + 190, subtotal: basic.price, tax: 190 });

@@ -1,5 +1,9 @@
--- Demo catalog and demo users for local development (`npm start`, `npm run db:reset`).
--- Idempotent: the Supabase CLI re-runs it when it changes.
+-- The catalog: plans, credit packs and billable actions. Seeded everywhere: the local stack,
+-- the tests, and a hosted project with `supabase db push --include-seed` (the only seed file
+-- supabase/config.toml names). It creates no user and no staff admin; demo users are in
+-- supabase/seed/demo.sql, which only the local stack applies.
+-- Idempotent: the Supabase CLI re-runs it when it changes; edit the prices and credits to
+-- your own before the first deploy (or change them later as a staff admin).
 
 -- ---------------------------------------------------------------------------
 -- Plans
@@ -50,20 +54,3 @@ values
 on conflict (key) do update set
   name = excluded.name, category = excluded.category, credits = excluded.credits,
   unit_size = excluded.unit_size, description = excluded.description;
-
--- ---------------------------------------------------------------------------
--- Demo users (password sign-in is GoTrue's business; use `npm run token -- <email>`)
--- ---------------------------------------------------------------------------
-insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
-                        raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
-values
-  ('00000000-0000-0000-0000-000000000000', 'd0000000-0000-4000-8000-00000000a1ce', 'authenticated', 'authenticated',
-   'alice@demo.ledgerbase.dev', '', now(), '{"provider": "email", "providers": ["email"]}',
-   '{"full_name": "Alice Demo", "username": "alice"}', now(), now()),
-  ('00000000-0000-0000-0000-000000000000', 'd0000000-0000-4000-8000-000000000b0b', 'authenticated', 'authenticated',
-   'bob@demo.ledgerbase.dev', '', now(), '{"provider": "email", "providers": ["email"]}',
-   '{"full_name": "Bob Demo", "username": "bob"}', now(), now())
-on conflict (id) do nothing;
-
--- Alice operates the SaaS.
-update public.user_roles set role = 'admin' where user_id = 'd0000000-0000-4000-8000-00000000a1ce';
