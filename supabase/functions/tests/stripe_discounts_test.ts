@@ -11,7 +11,16 @@
 import { createWebhookHandler } from "../stripe-webhook/handler.ts";
 import type { Sql } from "../_shared/db.ts";
 import { assertEquals } from "./_support/assert.ts";
-import { balance, connect, createCatalog, createUser, paymentsOf, type TestCatalog, testEnv } from "./_support/stripe/billing_db.ts";
+import {
+  balance,
+  connect,
+  createCatalog,
+  createUser,
+  paymentsOf,
+  recordCheckoutSessions,
+  type TestCatalog,
+  testEnv,
+} from "./_support/stripe/billing_db.ts";
 import { checkoutSession, customer, invoice, type StripeEventJson, stripeEvent, uid, webhookRequest } from "./_support/stripe/events.ts";
 
 type Json = Record<string, unknown>;
@@ -31,6 +40,8 @@ async function withWorld(fn: (world: World) => Promise<void>): Promise<void> {
       sql,
       catalog,
       deliver: async (event) => {
+        // Sessions come from our checkout, which records each one before Stripe can complete it.
+        await recordCheckoutSessions(sql, [event]);
         const response = await handler(await webhookRequest(event));
         return { status: response.status, body: await response.json() };
       },
