@@ -28,11 +28,11 @@
 -- ---------------------------------------------------------------------------
 -- The legacy chain, verified along its links before anything changes
 -- ---------------------------------------------------------------------------
-create temporary table legacy_audit_chain on commit drop as
+create temporary table legacy_audit_chain as
   select a.id, a.prev_hash, a.hash, private.audit_entry_hash(a) = a.hash as valid
   from public.audit_log a;
 create index on legacy_audit_chain (prev_hash);
-create temporary table legacy_audit_order on commit drop as
+create temporary table legacy_audit_order as
   with recursive walk (id, hash, n) as (
     select l.id, l.hash, 1::bigint from legacy_audit_chain l where l.prev_hash = repeat('0', 64)
     union all
@@ -513,6 +513,7 @@ begin
 end
 $$;
 
+drop table legacy_audit_chain, legacy_audit_order;
 drop function private.audit_entry_hash(public.audit_log);
 
 alter table public.audit_log add constraint audit_log_sealed_whole check (

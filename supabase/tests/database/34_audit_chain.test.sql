@@ -5,7 +5,7 @@
 -- Personas: a billing server (private.audit), the table owner who tampers (the trigger
 -- switched off), the service role.
 begin;
-select plan(34);
+select plan(35);
 
 -- ---------------------------------------------------------------------------
 -- Written, not yet sealed
@@ -56,6 +56,10 @@ select is(
    from tests.sealed a where a.position = tests.at(1)),
   'without a key the hash is sha256 of prev_hash and the canonical JSON of the entry: anyone can recompute it');
 select is_empty($$ select * from private.verify_audit_chain() $$, 'the sealed chain is intact');
+select is(
+  (select (after ->> 'legacy_chain_intact') || ' ' || (sealed_at is not null)::text from public.audit_log where action = 'audit_log.migrated'),
+  'true true',
+  'the upgrade verified the entries of the previous chain along their links, sealed them and recorded its verdict in the chain');
 
 -- ---------------------------------------------------------------------------
 -- Append-only stays: sealing is the only change, and only the sealer's
