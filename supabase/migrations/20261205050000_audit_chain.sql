@@ -88,7 +88,8 @@ declare
 begin
   -- Hosted Supabase: a Vault secret, outside the audit tables and out of database dumps.
   if pg_catalog.to_regclass('vault.decrypted_secrets') is not null then
-    execute 'select s.decrypted_secret from vault.decrypted_secrets s where s.name = $1 limit 1'
+    -- Dynamic: the vault schema does not exist everywhere (local stacks, tests).
+    execute pg_catalog.format('select s.decrypted_secret from %I.decrypted_secrets s where s.name = $1 limit 1', 'vault')
       into key using 'audit_chain_key';
   end if;
   return coalesce(nullif(key, ''), nullif(pg_catalog.current_setting('ledgerbase.audit_chain_key', true), ''));
@@ -239,10 +240,10 @@ declare
   entry public.audit_log;
   prev text;
   pos bigint;
-  ids bigint[] := '{}';
-  prevs text[] := '{}';
-  hashes text[] := '{}';
-  positions bigint[] := '{}';
+  ids bigint[] := array[]::bigint[];
+  prevs text[] := array[]::text[];
+  hashes text[] := array[]::text[];
+  positions bigint[] := array[]::bigint[];
 begin
   if max_entries is null or max_entries < 1 then
     raise exception using errcode = '22023', message = 'invalid_input', detail = 'max_entries must be at least 1';
