@@ -442,16 +442,16 @@ $$;
 comment on function private.key_audit_chain() is
   'Run once after configuring the audit chain key: verifies the chain (raises 55000 audit_chain_broken if it has breaks) and re-hashes every sealed entry with the key; from then on the chain is keyed. Returns how many entries it re-hashed (0 when already keyed).';
 
-create or replace function private.audit_head(out "position" bigint, out hash text, out sealed_at timestamptz)
+create or replace function private.audit_head(out "position" bigint, out hash text, out entry_id bigint, out sealed_at timestamptz)
 returns record
 language sql
 stable
 set search_path = ''
 as $$
-  select h.last_position, h.last_hash, h.sealed_at from private.audit_chain_head h where h.singleton
+  select h.last_position, h.last_hash, h.last_id, h.sealed_at from private.audit_chain_head h where h.singleton
 $$;
 comment on function private.audit_head() is
-  'The end of the sealed audit chain (position, hash, when sealed), to anchor elsewhere: a copy kept outside the database makes any rewrite of the chain up to it detectable, even by someone holding the key.';
+  'The end of the sealed audit chain (position, hash, the entry''s id, when sealed), to anchor elsewhere: a copy kept outside the database makes any rewrite of the chain up to it detectable, even by someone holding the key.';
 
 create or replace function private.publish_audit_head()
 returns void
@@ -461,7 +461,7 @@ as $$
 declare
   head record := private.audit_head();
 begin
-  raise log 'ledgerbase audit head: position % hash % sealed_at %', head.position, head.hash, head.sealed_at;
+  raise log 'ledgerbase audit head: position % hash % entry % sealed_at %', head.position, head.hash, head.entry_id, head.sealed_at;
 end
 $$;
 comment on function private.publish_audit_head() is

@@ -43,8 +43,9 @@ select results_eq(
   'sealed entries take the next consecutive positions, in the order they were written');
 select ok((select bool_and(s.prev_hash = p.hash) from tests.sealed s join public.audit_log p on p.position = s.position - 1),
   'each sealed entry holds the hash of the entry before it');
-select is((select hash from private.audit_head()), (select hash from tests.sealed where position = tests.at(6)),
-  'the head holds the last position and its hash');
+select results_eq($$ select position, hash, entry_id from private.audit_head() $$,
+  $$ select position, hash, id from tests.sealed where position = tests.at(6) $$,
+  'the head (private.audit_head) holds the last position, its hash and its entry');
 select is(
   (select hash from tests.sealed where position = tests.at(1)),
   (select encode(extensions.digest(a.prev_hash || jsonb_build_object(
