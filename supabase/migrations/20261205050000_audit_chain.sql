@@ -256,12 +256,15 @@ begin
   -- Only entries whose writing transaction, and every transaction before it, has finished:
   -- below the oldest running transaction id (the snapshot's xmin) nothing can still commit,
   -- so nothing sealed later can belong in front. The caller's own entries are sealed too
-  -- (they are visible to it and would otherwise wait for its own commit).
+  -- (they are visible to it and would otherwise wait for its own commit). A visible entry
+  -- at or above the snapshot's xmax was not written by a transaction of this database (a
+  -- restore from another one): finished too. pg_current_snapshot() is this statement's.
   for entry in
-    select a.* from public.audit_log a
+    select a.* from public.audit_log a, (select pg_catalog.pg_current_snapshot() as s) snap
     where a.position is null
-      and (a.writer_xid is null or a.writer_xid < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())
-           or a.writer_xid = own)
+      and (a.writer_xid is null or a.writer_xid = own
+           or a.writer_xid < pg_catalog.pg_snapshot_xmin(snap.s)
+           or a.writer_xid >= pg_catalog.pg_snapshot_xmax(snap.s))
     order by a.writer_xid nulls first, a.id
     limit max_entries
   loop

@@ -5,7 +5,7 @@
 -- Personas: a billing server (private.audit), the table owner who tampers (the trigger
 -- switched off), the service role.
 begin;
-select plan(35);
+select plan(36);
 
 -- ---------------------------------------------------------------------------
 -- Written, not yet sealed
@@ -190,6 +190,12 @@ alter table public.audit_log enable trigger audit_log_append_only;
 -- New entries are sealed with the key.
 select private.seal_audit_log();
 select is_empty($$ select * from private.verify_audit_chain() $$, 'entries sealed with the key verify with it');
+
+-- Restored from another database (pg_dump into a new project): the writer's id lies beyond
+-- every transaction of this one, which cannot be still running.
+insert into public.audit_log (actor_role, action, entity, entity_id, writer_xid)
+values ('system', 'payment.succeeded', 'payment', 'pi_restored', (pg_current_xact_id()::text::bigint + 1000000)::text::xid8);
+select is(private.seal_audit_log(), 1, 'an unsealed entry restored from another database is sealed, not left waiting');
 
 -- Without the key a keyed chain can be neither sealed nor verified (entries wait unsealed).
 select set_config('ledgerbase.audit_chain_key', '', true);
