@@ -24,7 +24,7 @@ const usage = `usage: npm run bench [-- options]
 
   --duration=S   seconds per side of each pair (default 20), run as two ABBA rounds
   --clients=N    pgbench clients (default 32; threads: ${THREADS})
-  --only=LIST    pairs to run (comma list): hot, hotfloor, spread, wrapped, floor, ratelimit, policy, ledger, webhook
+  --only=LIST    pairs to run (comma list): hot, hotfloor, spread, wrapped, floor, ratelimit, policy, ledger, webhook, audit
   --apply=FILES  after the data is ready, run these SQL files (comma list) as postgres,
                  e.g. candidate functions made with create or replace
   --profile      afterwards, profile consume_credits: per-statement times with
@@ -146,10 +146,11 @@ async function benchMain(): Promise<void> {
   const clients = positiveInt(flags.clients ?? "32", "--clients");
   const only = typeof flags.only === "string" ? new Set(flags.only.split(",")) : null;
   for (const k of only ?? []) {
-    if (k !== "webhook" && !pairs.some((p) => p.key === k)) throw new UserError(`unknown pair "${k}"`, usage);
+    if (k !== "webhook" && k !== "audit" && !pairs.some((p) => p.key === k)) throw new UserError(`unknown pair "${k}"`, usage);
   }
   const withWebhook = !only || only.has("webhook");
   let webhook: WebhookBenchResult | null = null;
+  let audit: AuditScaling | null = null;
   const chosen = pairs.filter((p) => !only || only.has(p.key));
   const apply = typeof flags.apply === "string" ? flags.apply : null;
   const applyFiles = apply ? apply.split(",") : [];
@@ -198,6 +199,13 @@ async function benchMain(): Promise<void> {
       );
     }
 
+    if (!only || only.has("audit")) {
+      audit = await step(
+        `6. audited staff adjustments: 1 client vs 32 clients on 32 accounts, a sealer every second (${duration} s each)`,
+        () => auditScaling(cluster, logs, duration),
+      );
+    }
+
     if (chosen.some((p) => p.key === "hot" || p.key === "spread")) {
       await step("Checking the credit invariants after the run", () => bench.checkInvariants());
     }
@@ -215,6 +223,7 @@ async function benchMain(): Promise<void> {
 
   printTable(results, { clients, duration, apply });
   if (webhook) printWebhook(webhook);
+  if (audit) printAuditScaling(audit);
   console.log(dim(`\n(${formatMs(Math.round(performance.now() - started))} in all)`));
 }
 
@@ -605,6 +614,73 @@ function printWebhook(w: WebhookBenchResult): void {
   console.log(`  baseline  verify signature + insert raw event  ${w.baseline.perSecond.toFixed(0).padStart(6)} events/s`);
   console.log(`  full      stripe-webhook handler               ${w.full.perSecond.toFixed(0).padStart(6)} events/s`);
   console.log(`  ratio ${w.ratio.toFixed(2)}  target ≥ ${target.toFixed(2)}  ${met ? green("met") : red(`MISSED by ${(target - w.ratio).toFixed(2)}`)}`);
+}
+
+interface AuditScaling {
+  one: Measured;
+  many: Measured;
+  ratio: number;
+  sealed: number;
+}
+
+/**
+ * Pair 6: audited staff adjustments scale with clients. 1 client, then 32 clients each on
+ * its own account (bench/audit_adjust.sql), in ABBA rounds; throughout, a sealer links the
+ * new entries once a second as pg_cron would. Afterwards every entry is sealed and the
+ * chain must verify: the figure counts only work that kept the chain whole.
+ */
+async function auditScaling(cluster: Cluster, logs: string, duration: number): Promise<AuditScaling> {
+  const file = "audit_adjust.sql";
+  const sides = { one: new Bench(cluster, 1, logs, { count: 0 }), many: new Bench(cluster, 32, logs, { count: 0 }) };
+  const sealer = sides.one;
+  // One statement (a DO block that commits after each run), so it is not one transaction.
+  const sealFor = (seconds: number) =>
+    sealer.sql({
+      command: `
+        do $$ begin
+          while clock_timestamp() < statement_timestamp() + interval '${seconds + 1} seconds' loop
+            perform private.seal_audit_log();
+            commit;
+            perform pg_sleep(1);
+          end loop;
+        end $$`,
+    });
+  const head = async () => Number((await sealer.sql({ tuples: true, command: "select position from private.audit_head()" })).trim());
+  const half = Math.max(2, Math.round(duration / 2));
+  await sides.one.pgbench(file, 5, false);
+  await sides.many.pgbench(file, 5, false);
+  const runs = { one: [] as RunStats[], many: [] as RunStats[] };
+  const before = await head();
+  for (const side of ["one", "many", "many", "one"] as const) {
+    await sides[side].settle();
+    const sealing = sealFor(half);
+    runs[side].push(await sides[side].pgbench(file, half, true));
+    await sealing;
+  }
+  const sealed = (await head()) - before;
+  const left = await sealer.sql({
+    tuples: true,
+    command: `select private.seal_audit_log(1000000);
+              select count(*) from public.audit_log where sealed_at is null;
+              select count(*) from private.verify_audit_chain();`,
+  });
+  const [, unsealed, breaks] = left.trim().split("\n").map(Number);
+  if (unsealed || breaks) {
+    throw new UserError(`audit chain after the run: ${unsealed} entries unsealed, ${breaks} breaks reported`);
+  }
+  const one = combine(runs.one), many = combine(runs.many);
+  return { one, many, ratio: many.tps / one.tps, sealed };
+}
+
+/** Target: 32 clients on 32 accounts >= 3 x the throughput of 1 client (writers take no audit lock). */
+function printAuditScaling(a: AuditScaling): void {
+  const target = 3;
+  const met = a.ratio >= target;
+  console.log(`\n${bold("Audit benchmark")} ${dim("(audited staff adjustments: ledger, wallet, one audit entry; a sealer every second)")}`);
+  console.log(`  1 client                 ${a.one.tps.toFixed(0).padStart(6)} tps  p95 ${a.one.p95.toFixed(2)} ms`);
+  console.log(`  32 clients, 32 accounts  ${a.many.tps.toFixed(0).padStart(6)} tps  p95 ${a.many.p95.toFixed(2)} ms`);
+  console.log(`  ratio ${a.ratio.toFixed(2)}  target ≥ ${target.toFixed(2)}  ${met ? green("met") : red(`MISSED by ${(target - a.ratio).toFixed(2)}`)}`);
+  console.log(dim(`  ${a.sealed.toLocaleString("en")} entries sealed during the rounds; afterwards all sealed, no break`));
 }
 
 function missBy(pair: Pair, ratio: number): string {

@@ -111,14 +111,14 @@ isOneToOne: false
                   ]
                 },"audit_log": {
                   Row: {
-                    "account_id": string | null,"action": string,"actor_role": string,"actor_user_id": string | null,"after": Json | null,"before": Json | null,"entity": string,"entity_id": string | null,"hash": string,"id": number,"ip": string | null,"occurred_at": string,"prev_hash": string,"user_agent": string | null
+                    "account_id": string | null,"action": string,"actor_role": string,"actor_user_id": string | null,"after": Json | null,"before": Json | null,"entity": string,"entity_id": string | null,"hash": string | null,"id": number,"ip": string | null,"occurred_at": string,"position": number | null,"prev_hash": string | null,"sealed_at": string | null,"user_agent": string | null,"writer_xid": unknown
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id"?: string | null,"action": string,"actor_role": string,"actor_user_id"?: string | null,"after"?: Json | null,"before"?: Json | null,"entity": string,"entity_id"?: string | null,"hash": string,"id"?: never,"ip"?: string | null,"occurred_at"?: string,"prev_hash": string,"user_agent"?: string | null
+                    "account_id"?: string | null,"action": string,"actor_role": string,"actor_user_id"?: string | null,"after"?: Json | null,"before"?: Json | null,"entity": string,"entity_id"?: string | null,"hash"?: string | null,"id"?: never,"ip"?: string | null,"occurred_at"?: string,"position"?: number | null,"prev_hash"?: string | null,"sealed_at"?: string | null,"user_agent"?: string | null,"writer_xid"?: unknown
                   }
                   Update: {
-                    "account_id"?: string | null,"action"?: string,"actor_role"?: string,"actor_user_id"?: string | null,"after"?: Json | null,"before"?: Json | null,"entity"?: string,"entity_id"?: string | null,"hash"?: string,"id"?: never,"ip"?: string | null,"occurred_at"?: string,"prev_hash"?: string,"user_agent"?: string | null
+                    "account_id"?: string | null,"action"?: string,"actor_role"?: string,"actor_user_id"?: string | null,"after"?: Json | null,"before"?: Json | null,"entity"?: string,"entity_id"?: string | null,"hash"?: string | null,"id"?: never,"ip"?: string | null,"occurred_at"?: string,"position"?: number | null,"prev_hash"?: string | null,"sealed_at"?: string | null,"user_agent"?: string | null,"writer_xid"?: unknown
                   }
                   Relationships: [
                     

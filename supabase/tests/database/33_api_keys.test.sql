@@ -230,7 +230,8 @@ select results_eq(
 select throws_ok($$ select private.consume_with_api_key((select key from tests.keys where label = 'consume'), 'api_call') $$,
   'PT401', 'invalid_api_key', 'a revoked key is refused like an unknown one');
 
-select is(private.verify_audit_chain(), null, 'the audit chain is intact');
+select private.seal_audit_log();
+select is_empty($$ select * from private.verify_audit_chain() $$, 'the audit chain, these entries sealed, is intact');
 
 select * from finish();
 rollback;
