@@ -43,7 +43,7 @@ export async function finishJob(sql: Sql, job: ClaimedJob, outcome: RunOutcome):
   const result = outcome.result ?? null;
   const [row] = await sql`
     select private.finish_job(${job.id}::bigint, ${job.attempt}::integer, ${outcome.ok}::boolean, ${error}::text,
-                              ${result === null ? null : JSON.stringify(result)}::jsonb) as status`;
+                              ${result === null ? null : JSON.stringify(result)}::text::jsonb) as status`;
   return row.status as FinishStatus;
 }
 
