@@ -5,6 +5,8 @@ import { apiKeys } from "./lib/jwt.ts";
 import { DEFAULT_JWT_SECRET, FUNCTIONS_PORT } from "./lib/config.ts";
 import { devCluster, functionsUrl, startFunctions, upDatabase } from "./lib/stack.ts";
 import { step } from "./lib/log.ts";
+import { startCron } from "./lib/cron.ts";
+import { dispatcherLogFile, ensureDispatchSecret, startDispatcher } from "./lib/dispatcher.ts";
 
 const usage = `usage: npm start [-- --no-functions]
 
@@ -21,11 +23,14 @@ await main(async () => {
     if (created) console.log(dim("    created it from .env.example (git-ignored; edit it for your Stripe keys)"));
     return values;
   });
+  env.DISPATCH_SECRET = await ensureDispatchSecret(env);
   await upDatabase(cluster);
+  const cron = await step("Scheduling the SQL sweepers with pg_cron", () => startCron(cluster, console.log));
   const secret = env.JWT_SECRET || DEFAULT_JWT_SECRET;
   if (!flags["no-functions"]) {
     await step(`Serving edge functions on port ${FUNCTIONS_PORT}`, () =>
       startFunctions({ ...Deno.env.toObject(), ...env, SUPABASE_DB_URL: env.SUPABASE_DB_URL || cluster.url(), JWT_SECRET: secret }));
+    await step("Calling dispatch every second", () => startDispatcher(`${functionsUrl()}/dispatch`, env.DISPATCH_SECRET));
   }
   const keys = await apiKeys(secret);
   const rows: Array<[string, string]> = [
@@ -34,6 +39,8 @@ await main(async () => {
     ["JWT secret", secret],
     ["anon key", keys.anon],
     ["service_role key", keys.serviceRole],
+    ["pg_cron", cron],
+    ["Dispatcher", flags["no-functions"] ? yellow("not started (--no-functions)") : `POST ${functionsUrl()}/dispatch every second (log ${dispatcherLogFile.replace(/^.*\/\.local\//, ".local/")})`],
   ];
   console.log(`\n${green("ledgerbase local stack is running.")}\n`);
   for (const [k, v] of rows) console.log(`${bold(k.padStart(17))}: ${v}`);

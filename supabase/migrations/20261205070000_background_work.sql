@@ -301,8 +301,10 @@ as $$
 declare
   s private.sweepers;
   stale text;
+  -- Looked up, not written out: the function must compile where pg_cron is not installed.
+  cron_schema text := (select n.nspname from pg_catalog.pg_namespace n where n.nspname = 'cron');
 begin
-  if pg_catalog.to_regnamespace('cron') is null then
+  if cron_schema is null then
     raise exception using errcode = '55000', message = 'pg_cron is not installed',
       hint = 'enable it first: create extension pg_cron (Dashboard > Database > Extensions on a hosted project; npm start does it locally)';
   end if;
@@ -314,16 +316,16 @@ begin
       select from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
       where n.nspname || '.' || p.proname = s.function_name);
     if scheduled then
-      execute 'select cron.schedule($1, $2, $3)' using job_name, s.schedule, command;
+      execute pg_catalog.format('select %I.schedule($1, $2, $3)', cron_schema) using job_name, s.schedule, command;
     end if;
     return next;
   end loop;
   -- Sweepers removed from the list stop running.
   for stale in
-    execute 'select jobname from cron.job where jobname like ''ledgerbase-%'' and jobname <> ''ledgerbase-dispatch''
-             and substr(jobname, 12) not in (select name from private.sweepers)'
+    execute pg_catalog.format('select jobname from %I.job where jobname like ''ledgerbase-%%'' and jobname <> ''ledgerbase-dispatch''
+             and substr(jobname, 12) not in (select name from private.sweepers)', cron_schema)
   loop
-    execute 'select cron.unschedule($1)' using stale;
+    execute pg_catalog.format('select %I.unschedule($1)', cron_schema) using stale;
   end loop;
 end
 $$;
