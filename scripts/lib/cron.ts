@@ -33,12 +33,16 @@ export async function ensureCronLoaded(cluster: Cluster): Promise<boolean> {
   const preload = await query(cluster, "show shared_preload_libraries");
   const libraries = preload.split(",").map((s) => s.trim()).filter(Boolean);
   if (libraries.includes("pg_cron")) return false;
-  const wanted = [...libraries, "pg_cron"].join(", ");
-  await query(cluster, `alter system set shared_preload_libraries = '${wanted}'`);
-  await query(cluster, "alter system set cron.database_name = 'postgres'");
-  // Jobs run in background workers: no connection, so no password or socket to configure.
-  await query(cluster, "alter system set cron.use_background_workers = on");
-  await query(cluster, "alter system set max_worker_processes = 20");
+  // Written to the cluster's auto.conf as initdb's settings are: ALTER SYSTEM refuses the
+  // cron.* settings until the library is loaded, and they only take effect at server start.
+  const settings = [
+    `shared_preload_libraries = '${[...libraries, "pg_cron"].join(", ")}'`,
+    `cron.database_name = 'postgres'`,
+    // Jobs run in background workers: no connection, so no password or socket to configure.
+    `cron.use_background_workers = on`,
+    `max_worker_processes = 20`,
+  ];
+  await Deno.writeTextFile(join(cluster.dir, "postgresql.auto.conf"), settings.join("\n") + "\n", { append: true });
   await cluster.stop();
   await cluster.start();
   return true;
@@ -57,8 +61,8 @@ export async function scheduleSweepers(cluster: Cluster): Promise<CronStatus> {
   const rows = (await query(cluster, "select job_name || '|' || schedule || '|' || scheduled from private.schedule_sweepers()", "postgres"))
     .split("\n").filter(Boolean).map((line) => line.split("|"));
   return {
-    scheduled: rows.filter((r) => r[2] === "t").map((r) => `${r[0].replace(/^ledgerbase-/, "")} (${r[1]})`),
-    waiting: rows.filter((r) => r[2] !== "t").map((r) => r[0].replace(/^ledgerbase-/, "")),
+    scheduled: rows.filter((r) => r[2] === "true").map((r) => `${r[0].replace(/^ledgerbase-/, "")} (${r[1]})`),
+    waiting: rows.filter((r) => r[2] !== "true").map((r) => r[0].replace(/^ledgerbase-/, "")),
   };
 }
 
