@@ -4,7 +4,7 @@
 -- they happen, and the delivery log under RLS.
 -- Personas: owner, admin, member, viewer, stranger, anon.
 begin;
-select plan(51);
+select plan(53);
 
 select tests.freeze_time('2031-09-01 12:00:00+00');
 select tests.create_supabase_user('owner', 'owner@hooks.test', '50000000-0000-4000-8000-000000000001');
@@ -144,6 +144,13 @@ select results_eq(
      where type like 'subscription.%' or type like 'payment.%' order by type $$,
   array['payment.refunded', 'payment.succeeded', 'subscription.canceled', 'subscription.created'],
   'subscription created and canceled, payment succeeded and refunded are emitted');
+
+-- The credit engine's low-balance seam still warns billing managers, and now emits credits.low.
+select private.on_low_balance(tests.hooks_team(), 3);
+select is((select payload -> 'data' ->> 'available' from public.webhook_deliveries where type = 'credits.low'), '3',
+  'on_low_balance emits credits.low with the available credits');
+select is((select count(*)::int from public.notifications where data ->> 'kind' = 'low_balance' and data ->> 'account_id' = tests.hooks_team()::text), 2,
+  'and still notifies the owner and the admin (billing.manage)');
 
 -- ---------------------------------------------------------------------------
 -- Redelivery and rotation
