@@ -7,6 +7,8 @@ import { devCluster, functionsUrl, startFunctions, upDatabase } from "./lib/stac
 import { join } from "node:path";
 import { step } from "./lib/log.ts";
 import { displayPath } from "./lib/paths.ts";
+import { startCron } from "./lib/cron.ts";
+import { dispatcherLogFile, ensureDispatchSecret, startDispatcher } from "./lib/dispatcher.ts";
 
 const usage = `usage: npm start [-- --no-functions]
 
@@ -24,11 +26,14 @@ await main(async () => {
     if (created) console.log(dim("    created it from .env.example (git-ignored; edit it for your Stripe keys)"));
     return withStackUrls(values, stackUrls);
   });
+  env.DISPATCH_SECRET = await ensureDispatchSecret(env);
   await upDatabase(cluster);
+  const cron = await step("Scheduling the SQL sweepers with pg_cron", () => startCron(cluster, console.log));
   const secret = env.JWT_SECRET || DEFAULT_JWT_SECRET;
   if (!flags["no-functions"]) {
     await step(`Serving edge functions on port ${FUNCTIONS_PORT}`, () =>
       startFunctions({ ...Deno.env.toObject(), ...env, JWT_SECRET: secret }));
+    await step("Calling dispatch every second", () => startDispatcher(`${functionsUrl()}/dispatch`, env.DISPATCH_SECRET));
   }
   const keys = await apiKeys(secret);
   const rows: Array<[string, string]> = [
@@ -38,6 +43,8 @@ await main(async () => {
     ["JWT secret", secret],
     ["anon key", keys.anon],
     ["service_role key", keys.serviceRole],
+    ["pg_cron", cron],
+    ["Dispatcher", flags["no-functions"] ? yellow("not started (--no-functions)") : `POST ${functionsUrl()}/dispatch every second (log ${dispatcherLogFile.replace(/^.*\/\.local\//, ".local/")})`],
   ];
   console.log(`\n${green("ledgerbase local stack is running.")}\n`);
   for (const [k, v] of rows) console.log(`${bold(k.padStart(17))}: ${v}`);

@@ -2,6 +2,7 @@
 import { main, parseArgs, step } from "./lib/log.ts";
 import { devCluster, stopFunctions } from "./lib/stack.ts";
 import { displayPath } from "./lib/paths.ts";
+import { stopDispatcher } from "./lib/dispatcher.ts";
 
 const usage = `usage: npm stop [-- --purge]
 
@@ -10,6 +11,7 @@ Stops the functions server and the local PostgreSQL. The data is kept for the ne
 
 await main(async () => {
   const { flags } = parseArgs(Deno.args, { purge: "boolean" }, usage);
+  await step("Stopping the dispatcher", async () => void (await stopDispatcher()));
   await step("Stopping the functions server", async () => void (await stopFunctions()));
   const cluster = devCluster();
   await step("Stopping PostgreSQL", () => cluster.stop());

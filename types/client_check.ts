@@ -6,6 +6,7 @@ import {
   apiErrorCode,
   asResult,
   type ConsumeCreditsResult,
+  type CreateWebhookEndpointResult,
   type Database,
   type ReserveCreditsResult,
   type Row,
@@ -42,6 +43,12 @@ export async function typedCalls(url: string, key: string): Promise<void> {
   await supabase.rpc("consume_credits", { action: "api_call" });
   // @ts-expect-error there is no RPC named "spend_credits"
   await supabase.rpc("spend_credits", {});
+  const endpoint = asResult<CreateWebhookEndpointResult>((await supabase.rpc("create_webhook_endpoint", {
+    account_id: args.account_id, url: "https://example.com/hooks", event_types: ["credits.low"],
+  })).data);
+  const live: boolean | null = (await supabase.rpc("has_feature", { account_id: args.account_id, feature: "sso" })).data;
+  const log: Row<"webhook_deliveries">[] = (await supabase.from("webhook_deliveries").select("*")).data ?? [];
+  void endpoint?.secret, live, log;
   // @ts-expect-error credit_balances has no column "credits"
   const wrong: number = (await supabase.from("credit_balances").select("account_id").single()).data!.credits;
   void wrong;

@@ -69,6 +69,49 @@ export interface InviteMemberResult {
   expires_at: string;
 }
 
+/** create_webhook_endpoint: the endpoint and its signing secret, shown only here. */
+export interface CreateWebhookEndpointResult {
+  id: string;
+  account_id: string;
+  url: string;
+  description: string | null;
+  event_types: string[];
+  active: boolean;
+  secret: string;
+}
+/** rotate_webhook_secret: the new secret, shown only here; the old one signs until previous_secret_expires_at. */
+export interface RotateWebhookSecretResult {
+  id: string;
+  secret: string;
+  previous_secret_expires_at: string;
+}
+
+/** The event types a webhook endpoint can subscribe to (or "*" for all). */
+export const WEBHOOK_EVENT_TYPES = [
+  "credits.low",
+  "credits.granted",
+  "credits.auto_topup.succeeded",
+  "credits.auto_topup.failed",
+  "subscription.created",
+  "subscription.updated",
+  "subscription.canceled",
+  "payment.succeeded",
+  "payment.failed",
+  "payment.refunded",
+  "member.added",
+  "member.removed",
+  "api_key.created",
+  "api_key.revoked",
+] as const;
+export type WebhookEventType = typeof WEBHOOK_EVENT_TYPES[number];
+
+/** The JSON body of every webhook delivery. */
+export interface WebhookEvent<D = Record<string, Json>> {
+  type: WebhookEventType;
+  timestamp: string;
+  data: D;
+}
+
 /** Reads a JSON RPC result as its documented shape: `asResult<ConsumeCreditsResult>(data)`. */
 export function asResult<T>(data: Json | null): T | null {
   return data === null ? null : (data as unknown as T);
@@ -95,6 +138,9 @@ export const API_ERRORS = {
   gone: 410,
   invalid_input: 400,
   invalid_scope: 400,
+  invalid_url: 400,
+  invalid_event_type: 400,
+  endpoint_disabled: 409,
   invalid_api_key: 401,
   insufficient_scope: 403,
   invalid_jwt_audience: 401,

@@ -135,6 +135,8 @@ begin
   if not exists (select from pg_publication where pubname = 'supabase_realtime') then
     create publication supabase_realtime;
   end if;
+  -- On Supabase, postgres may add tables to it (supautils); here it owns it.
+  alter publication supabase_realtime owner to postgres;
 end
 $publication$;
 
