@@ -1,14 +1,14 @@
 /**
  * Story: whatever happens to a wallet — grants of every source with and without
- * expiry, consumption at various prices, holds captured for less or more than
- * reserved, releases, time passing with and without the expiry job, staff
- * adjustments both ways, refund clawbacks into debt and idempotent replays —
+ * expiry, consumption at various prices, holds captured for less than reserved
+ * (or refused with 22023 for more), releases, time passing with and without
+ * the expiry job, staff adjustments both ways, refund clawbacks into debt and idempotent replays —
  * the database does exactly what the rules of SPEC §4.3 say, step by step.
  *
  * A fast-check model-based test: random command sequences run against a fresh
  * account and against a TypeScript model of the wallet, and after every step
  * the two must agree on balance, held, available, every lot's remaining, the
- * debt, every hold's amount and status, which calls failed (PT402, PT409,
+ * debt, every hold's amount and status, which calls failed (PT402, PT409, 22023,
  * PT410) and the exact ledger entries written (reason, delta, balance_after,
  * available_after); the invariants (balance = sum of ledger = sum of lots,
  * 0 <= held <= max(balance, 0), available >= 0 unless in debt) are checked on
@@ -495,8 +495,10 @@ class Capture implements Cmd {
         select public.capture_credits(hold_id => ${id}::uuid, quantity => ${this.a.quantity}::int) as r`)[0].r);
     let expected: Record<string, unknown> = {};
     const done = settle(m, outcome, (n, v) => {
-      materialize(n);
       const h = n.holds[index];
+      // A quantity above the reserved one is refused before anything else (SPEC §4.3).
+      if (this.a.quantity !== null && this.a.quantity > h.quantity) throw new Expected("22023");
+      materialize(n);
       if (h.status === "captured") {
         expected = {
           usage_event_id: h.usageEventId,
