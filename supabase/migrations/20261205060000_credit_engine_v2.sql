@@ -18,6 +18,20 @@
 --   hold counted its reserved units when it was made, and what is not captured goes back.
 
 -- ---------------------------------------------------------------------------
+-- The switch that sends every charge through the explanation path
+-- ---------------------------------------------------------------------------
+create or replace function private.explanation_path_forced()
+returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  select coalesce(pg_catalog.current_setting('ledgerbase.explanation_path', true), '') = 'on'
+$$;
+comment on function private.explanation_path_forced() is
+  'True when the transaction set ledgerbase.explanation_path = on: consume_credits, reserve_credits and capture_credits then skip their one-statement common path and take the explanation path (lock, expire, judge each rule in order). The results are the same; tests run their sequences both ways. Clients cannot set it (no exposed function sets configuration).';
+
+-- ---------------------------------------------------------------------------
 -- The wallet change used by grants, holds, captures and expiry
 -- ---------------------------------------------------------------------------
 create or replace function private.set_wallet(
@@ -34,8 +48,11 @@ declare
   wallet public.credit_balances;
 begin
   -- Guarded: only if available stays >= 0 and no lot is due to expire (else the caller
-  -- takes the slow path through private.lock_wallet). The row is locked before the
-  -- guard and the clock are evaluated (ON CONFLICT DO UPDATE); the wallet exists.
+  -- takes the explanation path through private.lock_wallet). The row is locked before
+  -- the guard and the clock are evaluated (ON CONFLICT DO UPDATE); the wallet exists.
+  if guarded and private.explanation_path_forced() then
+    return null;
+  end if;
   insert into public.credit_balances as w (account_id) values (set_wallet.account_id)
   on conflict on constraint credit_balances_pkey do update
      set balance = w.balance + balance_delta,
@@ -140,6 +157,11 @@ begin
     perform private.rate_limit('consume_credits', consume_credits.account_id, plan.limits);
   end if;
 
+  if private.explanation_path_forced() then
+    return private.consume_slowly(consume_credits.account_id, act, quantity, cost, event_id,
+                                  plan.limits, plan.period_start, plan.period_end, on_wallet, capacity, refill);
+  end if;
+
   -- The fast path. First one statement on the wallet row: the rate limit, the quotas, the
   -- balance and the charge. ON CONFLICT DO UPDATE locks the (existing) row before it
   -- evaluates WHERE and SET, so the clock they read is the clock once the wallet is locked;
@@ -173,7 +195,7 @@ begin
                                                              then (w.quota_used ->> category_key)::bigint end, 0) <= cap_category)
   returning w.balance, w.available, w.updated_at into wallet;
   if not found then
-    -- The slow path locks the wallet (it is locked already when the WHERE refused) and
+    -- The explanation path locks the wallet (it is locked already when the WHERE refused) and
     -- reads the clock again.
     return private.consume_slowly(consume_credits.account_id, act, quantity, cost, event_id,
                                   plan.limits, plan.period_start, plan.period_end, on_wallet, capacity, refill);
