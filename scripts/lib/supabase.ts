@@ -10,8 +10,8 @@ export async function supabase(args: string[]): Promise<RunResult> {
 }
 
 /** Applies pending migrations (and the seed, which the CLI runs once per content hash). */
-export async function pushMigrations(url: string): Promise<string[]> {
-  const result = await must("supabase db push", bin("supabase"), ["db", "push", `--remote=${url}`, "--yes", "--include-seed"], {
+export async function pushMigrations(url: string, workdir = root): Promise<string[]> {
+  const result = await must("supabase db push", bin("supabase"), ["db", "push", `--workdir=${workdir}`, `--remote=${url}`, "--yes", "--include-seed"], {
     cwd: root,
     env,
   });
