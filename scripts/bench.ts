@@ -243,7 +243,12 @@ async function benchMain(): Promise<void> {
     if (chosen.some((p) => p.candidate.file.startsWith("consume_"))) {
       await step("Checking the credit invariants after the run", () => bench.checkInvariants());
     }
-    if (flags.profile) await bench.profile(Math.max(10, Math.round(duration / 2)));
+    if (flags.profile) {
+      const candidates = chosen.some((p) => p.key === "v2hot" || p.key === "v2spread")
+        ? ["candidates/v2_hot.sql", "candidates/v2_spread.sql"]
+        : [];
+      await bench.profile(Math.max(10, Math.round(duration / 2)), candidates);
+    }
   } finally {
     if (flags.keep) {
       console.log(
@@ -442,14 +447,15 @@ class Bench {
   }
 
   /** Where consume_credits spends its time: nested statements, function self times, wait events. */
-  async profile(seconds: number): Promise<void> {
+  async profile(seconds: number, candidates: string[] = []): Promise<void> {
     await this.sql({
       user: "supabase_admin",
       command: "alter system set pg_stat_statements.track = 'all'",
     });
     await this.sql({ user: "supabase_admin", command: "alter system set track_functions = 'all'" });
     await this.sql({ user: "supabase_admin", command: "select pg_reload_conf()" });
-    for (const file of ["handwritten_hot.sql", "consume_hot.sql", "handwritten_spread.sql", "consume_spread.sql"]) {
+    const files = ["handwritten_hot.sql", "consume_hot.sql", "handwritten_spread.sql", "consume_spread.sql", ...candidates];
+    for (const file of files) {
       await this.settle();
       await this.sql({
         user: "supabase_admin",
@@ -490,7 +496,21 @@ class Bench {
         const [what, pct] = row.split("\t");
         console.log(`    ${pct.padStart(5)} %  ${what}`);
       }
-      if (file.startsWith("handwritten_")) continue;
+      if (file.startsWith("handwritten_")) {
+        console.log(dim("  statements by total time (pg_stat_statements, track = all):"));
+        console.log(indent(
+          await this.sql({
+            command: `
+          select s.calls, round(s.mean_exec_time::numeric, 3) as mean_ms,
+                 left(regexp_replace(s.query, '\\s+', ' ', 'g'), 110) as query
+          from extensions.pg_stat_statements s
+          join pg_database d on d.oid = s.dbid and d.datname = current_database()
+          where s.userid = 'postgres'::regrole and s.query !~* '^(vacuum|checkpoint|select extensions.pg_stat|select pg_stat)'
+          order by s.total_exec_time desc limit 4`,
+          }),
+        ));
+        continue;
+      }
       console.log(dim("  statements by total time (pg_stat_statements, track = all; nested ones included):"));
       console.log(indent(
         await this.sql({
