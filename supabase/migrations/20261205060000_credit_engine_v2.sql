@@ -22,11 +22,15 @@
 -- ---------------------------------------------------------------------------
 create or replace function private.explanation_path_forced()
 returns boolean
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select coalesce(pg_catalog.current_setting('ledgerbase.explanation_path', true), '') = 'on'
+begin
+  -- plpgsql, not sql: a SQL function that cannot be inlined (its search_path is pinned)
+  -- plans its query on every call; --profile measured 34 µs a call against 3 µs.
+  return coalesce(pg_catalog.current_setting('ledgerbase.explanation_path', true), '') = 'on';
+end
 $$;
 comment on function private.explanation_path_forced() is
   'True when the transaction set ledgerbase.explanation_path = on: consume_credits, reserve_credits and capture_credits then skip their one-statement common path and take the explanation path (lock, expire, judge each rule in order). The results are the same; tests run their sequences both ways. Clients cannot set it (no exposed function sets configuration).';
