@@ -26,7 +26,8 @@ const usage = `usage: npm run bench [-- options]
   --clients=N    pgbench clients (default 32; threads: ${THREADS})
   --only=LIST    pairs to run (comma list): hot, hotbare, hotfloor, spread, spreadbare, wrapped, floor, ratelimit,
                  policy, ledger, webhook; and on request only, with --apply=bench/candidates/v2_common_path.sql:
-                 v2hot, v2spread (and with bench/candidates/v2_one_statement.sql too: v2shot, v2sspread)
+                 v2hot, v2spread (and with bench/candidates/v2_one_statement.sql too: v2shot, v2sspread;
+                 with bench/candidates/v2_plan_on_wallet.sql: v2phot, v2pspread)
   --apply=FILES  after the data is ready, run these SQL files (comma list) as postgres,
                  e.g. candidate functions made with create or replace
   --profile      afterwards, profile consume_credits: per-statement times with
@@ -122,6 +123,24 @@ const pairs: Pair[] = [
     title: "2w. v2 as one statement (candidate)",
     baseline: { label: "hand-written RPC, 10k rows", file: "handwritten_spread.sql" },
     candidate: { label: "v2 one statement, 10k accts", file: "candidates/v2s_spread.sql" },
+    kind: "throughput",
+    target: null,
+    onRequest: true,
+  },
+  {
+    key: "v2phot",
+    title: "1p. v2, plan on the wallet (candidate)",
+    baseline: { label: "hand-written RPC, 1 row", file: "handwritten_hot.sql" },
+    candidate: { label: "v2 + plan on wallet, 1 account", file: "candidates/v2p_hot.sql" },
+    kind: "throughput",
+    target: null,
+    onRequest: true,
+  },
+  {
+    key: "v2pspread",
+    title: "2p. v2, plan on the wallet (candidate)",
+    baseline: { label: "hand-written RPC, 10k rows", file: "handwritten_spread.sql" },
+    candidate: { label: "v2 + plan on wallet, 10k accts", file: "candidates/v2p_spread.sql" },
     kind: "throughput",
     target: null,
     onRequest: true,
