@@ -24,7 +24,10 @@ const usage = `usage: npm run bench [-- options]
 
   --duration=S   seconds per side of each pair (default 20), run as two ABBA rounds
   --clients=N    pgbench clients (default 32; threads: ${THREADS})
-  --only=LIST    pairs to run (comma list): hot, hotfloor, spread, wrapped, floor, ratelimit, policy, ledger, webhook, audit
+  --only=LIST    pairs to run (comma list): hot, hotbare, hotfloor, spread, spreadbare, wrapped, floor, ratelimit,
+                 policy, ledger, webhook, audit; and on request only, with --apply=bench/candidates/v2_common_path.sql:
+                 v2hot, v2spread (and with bench/candidates/v2_one_statement.sql too: v2shot, v2sspread;
+                 with bench/candidates/v2_plan_on_wallet.sql: v2phot, v2pspread)
   --apply=FILES  after the data is ready, run these SQL files (comma list) as postgres,
                  e.g. candidate functions made with create or replace
   --profile      afterwards, profile consume_credits: per-statement times with
@@ -43,16 +46,26 @@ interface Pair {
   /** throughput: candidate tps / baseline tps must be >= target; cost: baseline tps / candidate tps <= target. */
   kind: "throughput" | "cost";
   target: number | null;
+  /** Measures a candidate made by --apply: run only when named in --only. */
+  onRequest?: boolean;
 }
 
 const pairs: Pair[] = [
   {
     key: "hot",
     title: "1. one hot account",
+    baseline: { label: "hand-written RPC, 1 row", file: "handwritten_hot.sql" },
+    candidate: { label: "consume_credits, 1 account", file: "consume_hot.sql" },
+    kind: "throughput",
+    target: 0.95,
+  },
+  {
+    key: "hotbare",
+    title: "1a. bare update (info)",
     baseline: { label: "bare update, 1 row", file: "bare_update_hot.sql" },
     candidate: { label: "consume_credits, 1 account", file: "consume_hot.sql" },
     kind: "throughput",
-    target: 0.7,
+    target: null,
   },
   {
     key: "hotfloor",
@@ -65,10 +78,72 @@ const pairs: Pair[] = [
   {
     key: "spread",
     title: "2. 10,000 accounts",
+    baseline: { label: "hand-written RPC, 10k rows", file: "handwritten_spread.sql" },
+    candidate: { label: "consume_credits, 10k accounts", file: "consume_spread.sql" },
+    kind: "throughput",
+    target: 0.8,
+  },
+  {
+    key: "spreadbare",
+    title: "2a. bare update (info)",
     baseline: { label: "bare update, 10k rows", file: "bare_update_spread.sql" },
     candidate: { label: "consume_credits, 10k accounts", file: "consume_spread.sql" },
     kind: "throughput",
-    target: 0.7,
+    target: null,
+  },
+  {
+    key: "v2hot",
+    title: "1v. v2 common path (candidate)",
+    baseline: { label: "hand-written RPC, 1 row", file: "handwritten_hot.sql" },
+    candidate: { label: "v2 candidate, 1 account", file: "candidates/v2_hot.sql" },
+    kind: "throughput",
+    target: null,
+    onRequest: true,
+  },
+  {
+    key: "v2spread",
+    title: "2v. v2 common path (candidate)",
+    baseline: { label: "hand-written RPC, 10k rows", file: "handwritten_spread.sql" },
+    candidate: { label: "v2 candidate, 10k accounts", file: "candidates/v2_spread.sql" },
+    kind: "throughput",
+    target: null,
+    onRequest: true,
+  },
+  {
+    key: "v2shot",
+    title: "1w. v2 as one statement (candidate)",
+    baseline: { label: "hand-written RPC, 1 row", file: "handwritten_hot.sql" },
+    candidate: { label: "v2 one statement, 1 account", file: "candidates/v2s_hot.sql" },
+    kind: "throughput",
+    target: null,
+    onRequest: true,
+  },
+  {
+    key: "v2sspread",
+    title: "2w. v2 as one statement (candidate)",
+    baseline: { label: "hand-written RPC, 10k rows", file: "handwritten_spread.sql" },
+    candidate: { label: "v2 one statement, 10k accts", file: "candidates/v2s_spread.sql" },
+    kind: "throughput",
+    target: null,
+    onRequest: true,
+  },
+  {
+    key: "v2phot",
+    title: "1p. v2, plan on the wallet (candidate)",
+    baseline: { label: "hand-written RPC, 1 row", file: "handwritten_hot.sql" },
+    candidate: { label: "v2 + plan on wallet, 1 account", file: "candidates/v2p_hot.sql" },
+    kind: "throughput",
+    target: null,
+    onRequest: true,
+  },
+  {
+    key: "v2pspread",
+    title: "2p. v2, plan on the wallet (candidate)",
+    baseline: { label: "hand-written RPC, 10k rows", file: "handwritten_spread.sql" },
+    candidate: { label: "v2 + plan on wallet, 10k accts", file: "candidates/v2p_spread.sql" },
+    kind: "throughput",
+    target: null,
+    onRequest: true,
   },
   {
     key: "wrapped",
@@ -151,7 +226,7 @@ async function benchMain(): Promise<void> {
   const withWebhook = !only || only.has("webhook");
   let webhook: WebhookBenchResult | null = null;
   let audit: AuditScaling | null = null;
-  const chosen = pairs.filter((p) => !only || only.has(p.key));
+  const chosen = pairs.filter((p) => only ? only.has(p.key) : !p.onRequest);
   const apply = typeof flags.apply === "string" ? flags.apply : null;
   const applyFiles = apply ? apply.split(",") : [];
   for (const f of applyFiles) {
@@ -180,6 +255,10 @@ async function benchMain(): Promise<void> {
       `Preparing ${ACCOUNTS.toLocaleString("en")} accounts and ${LEDGER_ROWS.toLocaleString("en")} ledger rows`,
       () => bench.sql({ file: join(benchDir, "setup.sql"), vars: { accounts: ACCOUNTS, ledger_rows: LEDGER_ROWS } }),
     );
+    await step(
+      `Preparing the hand-written baseline on its own ${ACCOUNTS.toLocaleString("en")} profiles`,
+      () => bench.sql({ file: join(benchDir, "handwritten_setup.sql"), vars: { accounts: ACCOUNTS } }),
+    );
     for (const f of applyFiles) await step(`Applying ${f}`, () => bench.sql({ file: f }));
     await step("Checkpointing once; no checkpoint during the measurements", () => bench.quietCheckpoints());
 
@@ -206,10 +285,15 @@ async function benchMain(): Promise<void> {
       );
     }
 
-    if (chosen.some((p) => p.key === "hot" || p.key === "spread")) {
+    if (chosen.some((p) => p.candidate.file.startsWith("consume_"))) {
       await step("Checking the credit invariants after the run", () => bench.checkInvariants());
     }
-    if (flags.profile) await bench.profile(Math.max(10, Math.round(duration / 2)));
+    if (flags.profile) {
+      const candidates = chosen.some((p) => p.key === "v2hot" || p.key === "v2spread")
+        ? ["candidates/v2_hot.sql", "candidates/v2_spread.sql"]
+        : [];
+      await bench.profile(Math.max(10, Math.round(duration / 2)), candidates);
+    }
   } finally {
     if (flags.keep) {
       console.log(
@@ -251,7 +335,8 @@ class Bench {
   async settle(): Promise<void> {
     await this.sql({
       command:
-        "vacuum (analyze) bench.wallets, public.credit_balances, public.credit_grants, private.rate_limit_buckets",
+        "vacuum (analyze) bench.wallets, bench.profiles, public.credit_balances, public.credit_grants, " +
+        "private.rate_limit_buckets",
     });
   }
 
@@ -408,14 +493,15 @@ class Bench {
   }
 
   /** Where consume_credits spends its time: nested statements, function self times, wait events. */
-  async profile(seconds: number): Promise<void> {
+  async profile(seconds: number, candidates: string[] = []): Promise<void> {
     await this.sql({
       user: "supabase_admin",
       command: "alter system set pg_stat_statements.track = 'all'",
     });
     await this.sql({ user: "supabase_admin", command: "alter system set track_functions = 'all'" });
     await this.sql({ user: "supabase_admin", command: "select pg_reload_conf()" });
-    for (const file of ["bare_update_hot.sql", "consume_hot.sql", "consume_spread.sql"]) {
+    const files = ["handwritten_hot.sql", "consume_hot.sql", "handwritten_spread.sql", "consume_spread.sql", ...candidates];
+    for (const file of files) {
       await this.settle();
       await this.sql({
         user: "supabase_admin",
@@ -456,7 +542,21 @@ class Bench {
         const [what, pct] = row.split("\t");
         console.log(`    ${pct.padStart(5)} %  ${what}`);
       }
-      if (file === "bare_update_hot.sql") continue;
+      if (file.startsWith("handwritten_")) {
+        console.log(dim("  statements by total time (pg_stat_statements, track = all):"));
+        console.log(indent(
+          await this.sql({
+            command: `
+          select s.calls, round(s.mean_exec_time::numeric, 3) as mean_ms,
+                 left(regexp_replace(s.query, '\\s+', ' ', 'g'), 110) as query
+          from extensions.pg_stat_statements s
+          join pg_database d on d.oid = s.dbid and d.datname = current_database()
+          where s.userid = 'postgres'::regrole and s.query !~* '^(vacuum|checkpoint|select extensions.pg_stat|select pg_stat)'
+          order by s.total_exec_time desc limit 4`,
+          }),
+        ));
+        continue;
+      }
       console.log(dim("  statements by total time (pg_stat_statements, track = all; nested ones included):"));
       console.log(indent(
         await this.sql({

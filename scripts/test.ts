@@ -11,13 +11,14 @@ import { bin, clusterHome, databaseTestsDir, functionsDir, local, platformDir, r
 import { run } from "./lib/proc.ts";
 import { generateTypes, pushMigrations, supabase } from "./lib/supabase.ts";
 import { parseDenoSummary, parseProveOutput } from "./lib/tap.ts";
+import { UPGRADE_FROM, upgradeTest } from "./lib/upgrade.ts";
 import { DEFAULT_JWT_SECRET, testClusterDir } from "./lib/config.ts";
 import { lintGate } from "./lib/lint.ts";
 
 const usage = `usage: npm test [-- [--keep] [--only=steps] [files...]]
 
   --keep         leave the test database running afterwards (its URL is printed)
-  --only=LIST    run only these steps (comma list): pgtap, deno, lint, advisors, types (drift and deno check)
+  --only=LIST    run only these steps (comma list): pgtap, deno, upgrade, lint, advisors, types (drift and deno check)
   files...       run only these pgTAP (.sql) or Deno (.ts) test files`;
 
 type Outcome = { name: string; passed: number; failed: number; skipped: number; ms: number; note?: string };
@@ -25,7 +26,7 @@ type Outcome = { name: string; passed: number; failed: number; skipped: number; 
 await main(async () => {
   const { flags, positional } = parseArgs(Deno.args, { keep: "boolean", only: "string" }, usage);
   const only = typeof flags.only === "string" ? new Set(flags.only.split(",")) : null;
-  const known = ["pgtap", "deno", "lint", "advisors", "types"];
+  const known = ["pgtap", "deno", "upgrade", "lint", "advisors", "types"];
   for (const s of only ?? []) if (!known.includes(s)) throw new UserError(`unknown step "${s}"`, usage);
   const wants = (s: string) => !only || only.has(s);
   const sqlFiles = positional.filter((f) => f.endsWith(".sql"));
@@ -57,6 +58,7 @@ await main(async () => {
     }
     if (wants("deno") && (sqlFiles.length === 0 || tsFiles.length > 0)) outcomes.push(await denoTests(url, tsFiles));
     if (positional.length === 0) {
+      if (wants("upgrade")) outcomes.push(await upgrade(cluster));
       if (wants("lint")) outcomes.push(await lint(cluster, url));
       if (wants("advisors")) {
         outcomes.push(await check("supabase db advisors (security)", [
@@ -181,6 +183,17 @@ async function denoTests(url: string, files: string[]): Promise<Outcome> {
     }
     console.log(`  ${summary.failed ? red("✗") : green("✓")} ${summary.passed} passed, ${summary.failed} failed`);
     return { ...summary, failed: summary.failed || (result.code !== 0 ? 1 : 0) };
+  });
+}
+
+/** The previous release's database, filled, upgraded with the new migrations, and checked. */
+async function upgrade(cluster: Cluster): Promise<Outcome> {
+  return await timed("upgrade from the previous release", async () => {
+    console.log(`${dim("•")} upgrade: migrations before ${UPGRADE_FROM}, wallets filled, then the upgrade…`);
+    const result = await upgradeTest(cluster);
+    for (const l of result.lines) console.log(`      ${l}`);
+    console.log(`  ${result.failed ? red("✗") : green("✓")} ${result.passed} passed, ${result.failed} failed`);
+    return { passed: result.passed, failed: result.failed, skipped: result.skipped };
   });
 }
 

@@ -15,9 +15,12 @@ export async function supabase(args: string[]): Promise<RunResult> {
  */
 export const localSeeds = ["./seed/catalog.sql", "./seed/demo.sql"];
 
-/** Applies pending migrations and the local seeds (which the CLI runs once per content hash). */
-export async function pushMigrations(url: string, seeds = localSeeds): Promise<string[]> {
-  const result = await must("supabase db push", bin("supabase"), ["db", "push", `--remote=${url}`, "--yes", "--include-seed"], {
+/**
+ * Applies pending migrations and the local seeds (which the CLI runs once per content hash),
+ * from `workdir` (a copy of the project holding only some migrations, for the upgrade test).
+ */
+export async function pushMigrations(url: string, seeds = localSeeds, workdir = root): Promise<string[]> {
+  const result = await must("supabase db push", bin("supabase"), ["db", "push", `--workdir=${workdir}`, `--remote=${url}`, "--yes", "--include-seed"], {
     cwd: root,
     env: { ...env, SUPABASE_DB_SEED_SQL_PATHS: seeds.join(",") },
   });

@@ -340,10 +340,10 @@ Deno.test("concurrent holds on one wallet: 20 holds of 75 on 500 grant exactly 6
       assertEquals(holds.map((h) => h.available).sort((a, b) => b - a), [425, 350, 275, 200, 125, 50]);
 
       // Race, per hold: two identical captures and a release; plus consumers of 7 on the free 50.
-      // Capture quantities: less than reserved (10 units = 50), or more (20 units = 100, capped at 75).
+      // Capture quantities: less than reserved (10 units = 50), or all of it (15 units = 75).
       const tasks: ((c: Sql) => Promise<(typeof mix)[number]>)[] = [];
       holds.forEach((h, i) => {
-        const quantity = i % 2 === 0 ? 10 : 20;
+        const quantity = i % 2 === 0 ? 10 : 15;
         for (const kind of ["capture", "capture", "release"]) {
           tasks.push(async (c) => ({
             kind,

@@ -5,7 +5,7 @@
 -- funded with 100 never-expiring purchased credits; a stranger. The owner's personal
 -- wallet (50 signup credits + 40 expiring promo credits) backs two holds whose credits expire.
 begin;
-select plan(73);
+select plan(74);
 
 select tests.freeze_time('2031-08-01 12:00:00+00');
 update public.plans set limits = '{}' where key = 'free';
@@ -116,15 +116,17 @@ select is(
   'capturing twice replays the first capture');
 select is(tests.wallet('22000000-0000-4000-8000-0000000000a0'), '80/0/80', 'the second capture charged nothing');
 
--- Capturing more than reserved is charged at most the held amount.
+-- Capturing more than reserved is refused (27_credits_capture_limits tells the quota story).
 select lives_ok($$ select public.reserve_credits('22000000-0000-4000-8000-0000000000a0', 'text_to_thumbnail', 2, 'h2') $$,
   'the member reserves 2 thumbnails (20)');
+select throws_ok($$ select public.capture_credits(hold_id => tests.hold('h2'), quantity => 5) $$,
+  '22023', 'invalid_input', 'capturing 5 units of a 2-unit hold is invalid_input');
 select is(
-  public.capture_credits(hold_id => tests.hold('h2'), quantity => 5) - 'usage_event_id',
+  public.capture_credits(hold_id => tests.hold('h2'), quantity => 2) - 'usage_event_id',
   '{"credits_charged": 20, "released": 0, "balance": 60, "available": 60, "replayed": false}'::jsonb,
-  'capturing 5 units of a 2-unit hold charges only the 20 held');
-select is((select quantity from public.usage_events e where e.hold_id = tests.hold('h2')), 5,
-  'the usage event records the 5 units actually used');
+  'capturing the 2 reserved units charges the 20 held');
+select is((select quantity from public.usage_events e where e.hold_id = tests.hold('h2')), 2,
+  'the usage event records the 2 units used');
 select throws_ok($$ select public.capture_credits(tests.hold('h2'), 0) $$,
   '22023', 'invalid_input', 'a capture quantity of 0 is invalid_input');
 

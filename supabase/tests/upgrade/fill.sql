@@ -1,0 +1,75 @@
+-- Upgrade test, stage 1: wallets as users of the previous release have them.
+--
+-- Run (by `npm test`, step "upgrade") on a database with every migration older than the
+-- upgrade under test and the seed. Business time is frozen at 2026-12-01 10:00 UTC for
+-- the whole session. Five accounts, one story each, then a snapshot of what clients can
+-- read (upgrade_check.before) for stage 2 to compare.
+\set ON_ERROR_STOP 1
+\set QUIET 1
+\pset tuples_only on
+set ledgerbase.now = '2026-12-01 10:00:00+00';
+
+-- The free plan caps api_call at 3 a month; the rate limits are out of the way.
+update public.plans set limits = '{"quotas": {"api_call": 3}}' where key = 'free';
+update private.rate_limit_policies set capacity = 1000, refill_per_second = 1000;
+
+insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
+                        raw_app_meta_data, raw_user_meta_data, created_at, updated_at)
+select '00000000-0000-0000-0000-000000000000', ('0000000a-0000-4000-8000-00000000000' || n)::uuid,
+       'authenticated', 'authenticated', 'upgrade' || n || '@upgrade.test', '', now(),
+       '{"provider": "email", "providers": ["email"]}', '{}', now(), now()
+from generate_series(1, 5) n;
+
+-- 1. lots: never expiring (signup bonus 50), expiring next year, and one that expired an
+--    hour ago and was never swept (granted two hours ago).
+--    Nothing changes this wallet after 09:00, so the expired lot still counts until the
+--    expiry job (or the next change) expires it.
+set ledgerbase.now = '2026-12-01 08:00:00+00';
+select private.grant_credits('0000000a-0000-4000-8000-000000000001', 100, 'subscription', '2027-01-01 00:00:00+00', 'sub');
+select private.grant_credits('0000000a-0000-4000-8000-000000000001', 25, 'purchase', null, 'pack');
+select private.grant_credits('0000000a-0000-4000-8000-000000000001', 40, 'promo', '2026-12-01 09:00:00+00', 'soon');
+set ledgerbase.now = '2026-12-01 10:00:00+00';
+
+-- 2. holds open (one past its ttl, not yet released, and one live) and a captured one.
+set ledgerbase.now = '2026-12-01 09:00:00+00';
+select public.reserve_credits('0000000a-0000-4000-8000-000000000002', 'text_to_thumbnail', 1, 'lapsed', 60);
+set ledgerbase.now = '2026-12-01 10:00:00+00';
+select private.grant_credits('0000000a-0000-4000-8000-000000000002', 200, 'purchase', null, 'pack');
+select public.reserve_credits('0000000a-0000-4000-8000-000000000002', 'text_to_thumbnail', 2, 'live', 3600);
+select public.capture_credits((public.reserve_credits('0000000a-0000-4000-8000-000000000002', 'youtube_thumbnail', 1, 'done') ->> 'hold_id')::uuid);
+
+-- 3. a debt after a clawback larger than what was left.
+select public.consume_credits('0000000a-0000-4000-8000-000000000003', 'text_to_thumbnail', 3);
+select private.clawback_credits('0000000a-0000-4000-8000-000000000003', 45, 'clawback', 'refund-1');
+
+-- 4. quota counters: 3 of 3 api_calls used this month, one of them replayable by its key.
+select public.consume_credits('0000000a-0000-4000-8000-000000000004', 'api_call', 2, 'call-1', '{"route": "/v1"}');
+select public.consume_credits('0000000a-0000-4000-8000-000000000004', 'api_call', 1);
+
+-- 5. a plain wallet with a history.
+select public.consume_credits('0000000a-0000-4000-8000-000000000005', 'ai_tokens', 4500);
+select public.admin_adjust_credits('0000000a-0000-4000-8000-000000000005', 7, 'goodwill', 'adj-1');
+
+-- What clients can read, to compare after the upgrade.
+create schema upgrade_check;
+create table upgrade_check.before as
+select 'wallet' as what, w.account_id::text as id,
+       jsonb_build_object('balance', w.balance, 'held', w.held, 'available', w.available) as state
+from public.credit_balances w where w.account_id::text like '0000000a-%'
+union all
+select 'lot', g.id::text, jsonb_build_object('account', g.account_id, 'source', g.source, 'amount', g.amount,
+                                             'remaining', g.remaining, 'expires_at', g.expires_at)
+from public.credit_grants g where g.account_id::text like '0000000a-%'
+union all
+select 'hold', h.id::text, jsonb_build_object('amount', h.amount, 'status', h.status, 'expires_at', h.expires_at,
+                                              'credits_charged', h.credits_charged)
+from public.credit_holds h where h.account_id::text like '0000000a-%'
+union all
+select 'ledger', l.id::text, jsonb_build_object('account', l.account_id, 'delta', l.delta, 'balance_after', l.balance_after,
+                                                'reason', l.reason)
+from public.credit_ledger l where l.account_id::text like '0000000a-%'
+union all
+select 'usage', e.id::text, jsonb_build_object('account', e.account_id, 'action', e.action, 'quantity', e.quantity,
+                                               'credits_charged', e.credits_charged, 'idempotency_key', e.idempotency_key,
+                                               'metadata', e.metadata)
+from public.usage_events e where e.account_id::text like '0000000a-%';
