@@ -2,7 +2,7 @@
 -- invariant holds, and the rules still see the old state (quota counters, debts, holds,
 -- idempotency keys). Runs after supabase/tests/upgrade/fill.sql and the upgrade.
 begin;
-select plan(13);
+select plan(15);
 set local ledgerbase.now = '2026-12-01 10:00:00+00';
 
 create temp view after_state as
@@ -63,6 +63,14 @@ select is((select status from public.credit_holds where idempotency_key = 'lapse
   'the hold that lapsed before the upgrade was released by the expiry job');
 select is((public.capture_credits((select id from public.credit_holds where idempotency_key = 'live')) ->> 'credits_charged')::int, 20,
   'the hold opened before the upgrade is captured for what it reserved');
+
+-- The audit entries of the previous release (signups, staff adjustments) were linked into the
+-- new chain by the upgrade, and everything written since seals onto it without a break.
+select ok((select count(*) from public.audit_log where sealed_at is not null) > 0,
+  'the audit entries of the previous release were sealed into the new chain by the upgrade');
+select private.seal_audit_log();
+select is_empty($$ select * from private.verify_audit_chain() $$,
+  'the migrated chain and the entries written after the upgrade verify intact');
 
 select * from finish();
 rollback;
