@@ -352,12 +352,12 @@ $$;
 -- Row level security: system roles for everyone signed in, custom roles for members
 -- ---------------------------------------------------------------------------
 drop policy "Signed-in users can read the roles" on public.roles;
-create policy "Signed-in users read the system roles and their accounts' custom roles with members.read" on public.roles
+create policy "Users read the system roles and their accounts' custom roles" on public.roles
   for select to authenticated
   using (account_id is null or account_id in (select public.user_account_ids('members.read')));
 
 drop policy "Signed-in users can read which role holds which permission" on public.role_permissions;
-create policy "Signed-in users read the permissions of the roles they can read" on public.role_permissions
+create policy "Users read the permissions of the roles they can read" on public.role_permissions
   for select to authenticated
   using (role_id in (select r.id from public.roles r
                      where r.account_id is null
