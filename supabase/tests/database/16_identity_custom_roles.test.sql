@@ -6,7 +6,7 @@
 -- the custom role "people" (members.read, members.manage); Sam owns another team (a
 -- stranger to Acme); anon. Zoe is invited.
 begin;
-select plan(67);
+select plan(70);
 
 select tests.freeze_time('2031-05-01 12:00:00+00');
 select tests.create_supabase_user('olga', 'olga@roles16.test', '16000000-0000-4000-8000-000000000001');
@@ -243,6 +243,17 @@ select is((select role_id from public.role_permissions where role = 'admin' and 
   'an insert by system key (as migrations write them) resolves to the system role');
 select throws_ok($$ insert into public.role_permissions (role, permission) values ('people', 'reports.read') $$,
   '23503', 'invalid_role', 'a custom key alone is not enough: custom roles are named by id');
+
+-- ---------------------------------------------------------------------------
+-- Deleting the account takes its custom roles along
+-- ---------------------------------------------------------------------------
+select tests.authenticate_as('olga');
+select lives_ok($$ select public.invite_member(tests.acme(), 'yan@roles16.test', 'people') $$,
+  'Olga invites Yan as a people manager');
+select tests.clear_authentication();
+select lives_ok($$ delete from public.accounts where id = tests.acme() $$,
+  'Acme is deleted with members and a pending invitation holding its custom role');
+select is((select count(*)::int from public.roles where account_id = tests.acme()), 0, 'and its custom roles are gone');
 
 select * from finish();
 rollback;
