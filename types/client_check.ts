@@ -37,6 +37,18 @@ export async function typedCalls(url: string, key: string): Promise<void> {
   const team: Row<"accounts"> | null = (await supabase.rpc("create_team_account", { name: "Acme", slug: "acme" })).data;
   void team;
 
+  const billing = await supabase.rpc("create_role", {
+    account_id: args.account_id, key: "billing", name: "Billing", permissions: ["billing.read", "billing.manage"],
+  });
+  if (billing.data) await supabase.rpc("delete_role", { role_id: billing.data, replacement: "member" });
+  if (apiErrorCode(billing.error) === "role_exists") void billing;
+  const keyed = await supabase.rpc("create_api_key", {
+    account_id: args.account_id, name: "Batch", rate_limit_capacity: 5, rate_limit_refill_per_second: 1,
+  });
+  void keyed;
+  const roles: Row<"roles">[] = (await supabase.from("roles").select("*").is("account_id", null)).data ?? [];
+  void roles;
+
   // @ts-expect-error quantity is an integer, not a string
   await supabase.rpc("consume_credits", { account_id: args.account_id, action: "api_call", quantity: "3" });
   // @ts-expect-error account_id is required

@@ -7,14 +7,14 @@ export type Database = {
           Tables: {
             "account_invitations": {
                   Row: {
-                    "accepted_at": string | null,"accepted_by": string | null,"account_id": string,"created_at": string,"email": string,"expires_at": string,"id": string,"invited_by": string | null,"role": string
+                    "accepted_at": string | null,"accepted_by": string | null,"account_id": string,"created_at": string,"email": string,"expires_at": string,"id": string,"invited_by": string | null,"role": string,"role_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "accepted_at"?: string | null,"accepted_by"?: string | null,"account_id": string,"created_at"?: string,"email": string,"expires_at": string,"id"?: string,"invited_by"?: string | null,"role": string
+                    "accepted_at"?: string | null,"accepted_by"?: string | null,"account_id": string,"created_at"?: string,"email": string,"expires_at": string,"id"?: string,"invited_by"?: string | null,"role": string,"role_id"?: string | null
                   }
                   Update: {
-                    "accepted_at"?: string | null,"accepted_by"?: string | null,"account_id"?: string,"created_at"?: string,"email"?: string,"expires_at"?: string,"id"?: string,"invited_by"?: string | null,"role"?: string
+                    "accepted_at"?: string | null,"accepted_by"?: string | null,"account_id"?: string,"created_at"?: string,"email"?: string,"expires_at"?: string,"id"?: string,"invited_by"?: string | null,"role"?: string,"role_id"?: string | null
                   }
                   Relationships: [
                     {
@@ -31,22 +31,22 @@ isOneToOne: false
       referencedColumns: ["id"]
     },{
       foreignKeyName: "account_invitations_role_fkey"
-      columns: ["role"]
+      columns: ["role_id","role"]
 isOneToOne: false
       referencedRelation: "roles"
-      referencedColumns: ["key"]
+      referencedColumns: ["id","key"]
     }
                   ]
                 },"account_members": {
                   Row: {
-                    "account_id": string,"created_at": string,"role": string,"updated_at": string,"user_id": string
+                    "account_id": string,"created_at": string,"role": string,"role_id": string,"updated_at": string,"user_id": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id": string,"created_at"?: string,"role": string,"updated_at"?: string,"user_id": string
+                    "account_id": string,"created_at"?: string,"role": string,"role_id": string,"updated_at"?: string,"user_id": string
                   }
                   Update: {
-                    "account_id"?: string,"created_at"?: string,"role"?: string,"updated_at"?: string,"user_id"?: string
+                    "account_id"?: string,"created_at"?: string,"role"?: string,"role_id"?: string,"updated_at"?: string,"user_id"?: string
                   }
                   Relationships: [
                     {
@@ -63,10 +63,10 @@ isOneToOne: false
       referencedColumns: ["id"]
     },{
       foreignKeyName: "account_members_role_fkey"
-      columns: ["role"]
+      columns: ["role_id","role"]
 isOneToOne: false
       referencedRelation: "roles"
-      referencedColumns: ["key"]
+      referencedColumns: ["id","key"]
     }
                   ]
                 },"accounts": {
@@ -85,14 +85,14 @@ isOneToOne: false
                   ]
                 },"api_keys": {
                   Row: {
-                    "account_id": string,"created_at": string,"created_by": string | null,"expires_at": string | null,"id": string,"last_used_at": string | null,"name": string,"prefix": string,"revoked_at": string | null,"revoked_by": string | null,"scopes": (string)[]
+                    "account_id": string,"created_at": string,"created_by": string | null,"expires_at": string | null,"id": string,"last_used_at": string | null,"name": string,"prefix": string,"rate_limit_capacity": number | null,"rate_limit_refill_per_second": number | null,"revoked_at": string | null,"revoked_by": string | null,"scopes": (string)[]
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id": string,"created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name": string,"prefix": string,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes": (string)[]
+                    "account_id": string,"created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name": string,"prefix": string,"rate_limit_capacity"?: number | null,"rate_limit_refill_per_second"?: number | null,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes": (string)[]
                   }
                   Update: {
-                    "account_id"?: string,"created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name"?: string,"prefix"?: string,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes"?: (string)[]
+                    "account_id"?: string,"created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name"?: string,"prefix"?: string,"rate_limit_capacity"?: number | null,"rate_limit_refill_per_second"?: number | null,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes"?: (string)[]
                   }
                   Relationships: [
                     {
@@ -111,14 +111,14 @@ isOneToOne: false
                   ]
                 },"audit_log": {
                   Row: {
-                    "account_id": string | null,"action": string,"actor_role": string,"actor_user_id": string | null,"after": Json | null,"before": Json | null,"entity": string,"entity_id": string | null,"hash": string | null,"id": number,"ip": string | null,"occurred_at": string,"position": number | null,"prev_hash": string | null,"sealed_at": string | null,"user_agent": string | null,"writer_xid": unknown
+                    "account_id": string | null,"action": string,"actor_role": string,"actor_user_id": string | null,"after": Json | null,"before": Json | null,"entity": string,"entity_id": string | null,"hash": string,"id": number,"ip": string | null,"occurred_at": string,"prev_hash": string,"user_agent": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id"?: string | null,"action": string,"actor_role": string,"actor_user_id"?: string | null,"after"?: Json | null,"before"?: Json | null,"entity": string,"entity_id"?: string | null,"hash"?: string | null,"id"?: never,"ip"?: string | null,"occurred_at"?: string,"position"?: number | null,"prev_hash"?: string | null,"sealed_at"?: string | null,"user_agent"?: string | null,"writer_xid"?: unknown
+                    "account_id"?: string | null,"action": string,"actor_role": string,"actor_user_id"?: string | null,"after"?: Json | null,"before"?: Json | null,"entity": string,"entity_id"?: string | null,"hash": string,"id"?: never,"ip"?: string | null,"occurred_at"?: string,"prev_hash": string,"user_agent"?: string | null
                   }
                   Update: {
-                    "account_id"?: string | null,"action"?: string,"actor_role"?: string,"actor_user_id"?: string | null,"after"?: Json | null,"before"?: Json | null,"entity"?: string,"entity_id"?: string | null,"hash"?: string | null,"id"?: never,"ip"?: string | null,"occurred_at"?: string,"position"?: number | null,"prev_hash"?: string | null,"sealed_at"?: string | null,"user_agent"?: string | null,"writer_xid"?: unknown
+                    "account_id"?: string | null,"action"?: string,"actor_role"?: string,"actor_user_id"?: string | null,"after"?: Json | null,"before"?: Json | null,"entity"?: string,"entity_id"?: string | null,"hash"?: string,"id"?: never,"ip"?: string | null,"occurred_at"?: string,"prev_hash"?: string,"user_agent"?: string | null
                   }
                   Relationships: [
                     
@@ -349,14 +349,14 @@ isOneToOne: false
                   ]
                 },"role_permissions": {
                   Row: {
-                    "permission": string,"role": string
+                    "permission": string,"role": string,"role_id": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "permission": string,"role": string
+                    "permission": string,"role": string,"role_id": string
                   }
                   Update: {
-                    "permission"?: string,"role"?: string
+                    "permission"?: string,"role"?: string,"role_id"?: string
                   }
                   Relationships: [
                     {
@@ -367,25 +367,37 @@ isOneToOne: false
       referencedColumns: ["key"]
     },{
       foreignKeyName: "role_permissions_role_fkey"
-      columns: ["role"]
+      columns: ["role_id","role"]
 isOneToOne: false
       referencedRelation: "roles"
-      referencedColumns: ["key"]
+      referencedColumns: ["id","key"]
     }
                   ]
                 },"roles": {
                   Row: {
-                    "description": string | null,"key": string,"name": string,"rank": number
+                    "account_id": string | null,"created_at": string,"description": string | null,"id": string,"key": string,"name": string,"rank": number,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "description"?: string | null,"key": string,"name": string,"rank": number
+                    "account_id"?: string | null,"created_at"?: string,"description"?: string | null,"id"?: string,"key": string,"name": string,"rank": number,"updated_at"?: string
                   }
                   Update: {
-                    "description"?: string | null,"key"?: string,"name"?: string,"rank"?: number
+                    "account_id"?: string | null,"created_at"?: string,"description"?: string | null,"id"?: string,"key"?: string,"name"?: string,"rank"?: number,"updated_at"?: string
                   }
                   Relationships: [
-                    
+                    {
+      foreignKeyName: "roles_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "roles_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    }
                   ]
                 },"subscription_history": {
                   Row: {
@@ -475,64 +487,6 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
-                },"webhook_deliveries": {
-                  Row: {
-                    "account_id": string,"attempt": number,"created_at": string,"delivered_at": string | null,"duration_ms": number | null,"endpoint_id": string,"event_id": string,"id": string,"last_error": string | null,"next_attempt_at": string | null,"payload": NonNullable<Json>,"response_body": string | null,"response_status": number | null,"status": string,"type": string
-                  }
-                  ComputedFields: never
-                  Insert: {
-                    "account_id": string,"attempt"?: number,"created_at"?: string,"delivered_at"?: string | null,"duration_ms"?: number | null,"endpoint_id": string,"event_id": string,"id"?: string,"last_error"?: string | null,"next_attempt_at"?: string | null,"payload": NonNullable<Json>,"response_body"?: string | null,"response_status"?: number | null,"status"?: string,"type": string
-                  }
-                  Update: {
-                    "account_id"?: string,"attempt"?: number,"created_at"?: string,"delivered_at"?: string | null,"duration_ms"?: number | null,"endpoint_id"?: string,"event_id"?: string,"id"?: string,"last_error"?: string | null,"next_attempt_at"?: string | null,"payload"?: NonNullable<Json>,"response_body"?: string | null,"response_status"?: number | null,"status"?: string,"type"?: string
-                  }
-                  Relationships: [
-                    {
-      foreignKeyName: "webhook_deliveries_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "account_entitlements"
-      referencedColumns: ["account_id"]
-    },{
-      foreignKeyName: "webhook_deliveries_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "accounts"
-      referencedColumns: ["id"]
-    },{
-      foreignKeyName: "webhook_deliveries_endpoint_id_fkey"
-      columns: ["endpoint_id"]
-isOneToOne: false
-      referencedRelation: "webhook_endpoints"
-      referencedColumns: ["id"]
-    }
-                  ]
-                },"webhook_endpoints": {
-                  Row: {
-                    "account_id": string,"active": boolean,"created_at": string,"created_by": string | null,"description": string | null,"disabled_reason": string | null,"event_types": (string)[],"id": string,"updated_at": string,"url": string
-                  }
-                  ComputedFields: never
-                  Insert: {
-                    "account_id": string,"active"?: boolean,"created_at"?: string,"created_by"?: string | null,"description"?: string | null,"disabled_reason"?: string | null,"event_types": (string)[],"id"?: string,"updated_at"?: string,"url": string
-                  }
-                  Update: {
-                    "account_id"?: string,"active"?: boolean,"created_at"?: string,"created_by"?: string | null,"description"?: string | null,"disabled_reason"?: string | null,"event_types"?: (string)[],"id"?: string,"updated_at"?: string,"url"?: string
-                  }
-                  Relationships: [
-                    {
-      foreignKeyName: "webhook_endpoints_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "account_entitlements"
-      referencedColumns: ["account_id"]
-    },{
-      foreignKeyName: "webhook_endpoints_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "accounts"
-      referencedColumns: ["id"]
-    }
-                  ]
                 },"webhook_events": {
                   Row: {
                     "api_version": string | null,"attempts": number,"error": string | null,"event_created": string | null,"event_id": string,"id": number,"livemode": boolean | null,"payload": NonNullable<Json>,"processed_at": string | null,"provider": string,"received_at": string,"status": string,"type": string
@@ -552,7 +506,7 @@ isOneToOne: false
           Views: {
             "account_entitlements": {
                   Row: {
-                    "account_id": string,"cancel_at_period_end": boolean | null,"current_period_end": string | null,"current_period_start": string | null,"enabled_features": (string)[] | null,"features": NonNullable<Json>,"included_credits": number,"limits": NonNullable<Json>,"max_members": number | null,"plan_key": string,"plan_name": string,"quotas": Json | null,"status": string | null,"stripe_subscription_id": string | null,"tier": number,"trial_end": string | null
+                    "account_id": string,"cancel_at_period_end": boolean | null,"current_period_end": string | null,"current_period_start": string | null,"features": NonNullable<Json>,"included_credits": number,"limits": NonNullable<Json>,"max_members": number | null,"plan_key": string,"plan_name": string,"status": string | null,"stripe_subscription_id": string | null,"tier": number,"trial_end": string | null
                   }
                   ComputedFields: never
                   Relationships: [
@@ -580,7 +534,10 @@ isOneToOne: false
 { Args: { "account_id": string,"action": string,"idempotency_key"?: string,"metadata"?: Json,"quantity"?: number }; Returns: Json
                            },
 "create_api_key":
-{ Args: { "account_id": string,"expires_at"?: string,"name": string,"scopes"?: (string)[] }; Returns: Json
+{ Args: { "account_id": string,"expires_at"?: string,"name": string,"rate_limit_capacity"?: number,"rate_limit_refill_per_second"?: number,"scopes"?: (string)[] }; Returns: Json
+                           },
+"create_role":
+{ Args: { "account_id": string,"description"?: string,"key": string,"name": string,"permissions": (string)[] }; Returns: string
                            },
 "create_team_account":
 { Args: { "name": string,"slug": string }; Returns: {
@@ -599,17 +556,11 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
-"create_webhook_endpoint":
-{ Args: { "account_id": string,"description"?: string,"event_types": (string)[],"url": string }; Returns: Json
-                           },
 "delete_account":
 { Args: { "account_id": string }; Returns: undefined
                            },
-"delete_webhook_endpoint":
-{ Args: { "id": string }; Returns: undefined
-                           },
-"has_feature":
-{ Args: { "account_id": string,"feature": string }; Returns: boolean
+"delete_role":
+{ Args: { "replacement"?: string,"role_id": string }; Returns: number
                            },
 "has_permission":
 { Args: { "account_id": string,"permission": string }; Returns: boolean
@@ -632,9 +583,6 @@ isOneToOne: false
 "redeem_referral_code":
 { Args: { "code": string }; Returns: Json
                            },
-"redeliver_webhook":
-{ Args: { "delivery_id": string }; Returns: string
-                           },
 "release_credits":
 { Args: { "hold_id": string }; Returns: Json
                            },
@@ -650,8 +598,8 @@ isOneToOne: false
 "revoke_invitation":
 { Args: { "invitation_id": string }; Returns: undefined
                            },
-"rotate_webhook_secret":
-{ Args: { "id": string }; Returns: Json
+"set_api_key_rate_limit":
+{ Args: { "capacity": number,"id": string,"refill_per_second": number }; Returns: undefined
                            },
 "set_member_role":
 { Args: { "account_id": string,"role": string,"user_id": string }; Returns: undefined
@@ -682,25 +630,9 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
-"update_webhook_endpoint":
-{ Args: { "active"?: boolean,"description"?: string,"event_types"?: (string)[],"id": string,"url"?: string }; Returns: {
-              "account_id": string,
-"active": boolean,
-"created_at": string,
-"created_by": string | null,
-"description": string | null,
-"disabled_reason": string | null,
-"event_types": (string)[],
-"id": string,
-"updated_at": string,
-"url": string
-            }
-                          SetofOptions: {
-        from: "*"
-        to: "webhook_endpoints"
-        isOneToOne: true
-        isSetofReturn: false
-      } },
+"update_role":
+{ Args: { "description"?: string,"name"?: string,"permissions"?: (string)[],"role_id": string }; Returns: undefined
+                           },
 "user_account_ids":
 { Args: { "permission"?: string }; Returns: string[]
                            }

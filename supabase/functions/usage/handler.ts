@@ -11,7 +11,8 @@
  * function's direct connection: it checks the key, its scope and everything
  * consume_credits checks. Errors follow SPEC §6: 401 invalid_api_key for any bad key,
  * 403 insufficient_scope, 400 invalid_input, 402 insufficient_credits, 404 not_found,
- * 409 idempotency_conflict, 429 rate_limited / quota_exceeded with Retry-After.
+ * 409 idempotency_conflict, 429 rate_limited / quota_exceeded with Retry-After (every call
+ * takes a cell from the key's own bucket, then metering one from the account's).
  * An `Idempotency-Key` header may stand in for `idempotency_key`.
  */
 import { MAX_JSON_BODY_BYTES, readBodyText } from "../_shared/body.ts";
