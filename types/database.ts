@@ -111,14 +111,14 @@ isOneToOne: false
                   ]
                 },"audit_log": {
                   Row: {
-                    "account_id": string | null,"action": string,"actor_role": string,"actor_user_id": string | null,"after": Json | null,"before": Json | null,"entity": string,"entity_id": string | null,"hash": string,"id": number,"ip": string | null,"occurred_at": string,"prev_hash": string,"user_agent": string | null
+                    "account_id": string | null,"action": string,"actor_role": string,"actor_user_id": string | null,"after": Json | null,"before": Json | null,"entity": string,"entity_id": string | null,"hash": string | null,"id": number,"ip": string | null,"occurred_at": string,"position": number | null,"prev_hash": string | null,"sealed_at": string | null,"user_agent": string | null,"writer_xid": unknown
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id"?: string | null,"action": string,"actor_role": string,"actor_user_id"?: string | null,"after"?: Json | null,"before"?: Json | null,"entity": string,"entity_id"?: string | null,"hash": string,"id"?: never,"ip"?: string | null,"occurred_at"?: string,"prev_hash": string,"user_agent"?: string | null
+                    "account_id"?: string | null,"action": string,"actor_role": string,"actor_user_id"?: string | null,"after"?: Json | null,"before"?: Json | null,"entity": string,"entity_id"?: string | null,"hash"?: string | null,"id"?: never,"ip"?: string | null,"occurred_at"?: string,"position"?: number | null,"prev_hash"?: string | null,"sealed_at"?: string | null,"user_agent"?: string | null,"writer_xid"?: unknown
                   }
                   Update: {
-                    "account_id"?: string | null,"action"?: string,"actor_role"?: string,"actor_user_id"?: string | null,"after"?: Json | null,"before"?: Json | null,"entity"?: string,"entity_id"?: string | null,"hash"?: string,"id"?: never,"ip"?: string | null,"occurred_at"?: string,"prev_hash"?: string,"user_agent"?: string | null
+                    "account_id"?: string | null,"action"?: string,"actor_role"?: string,"actor_user_id"?: string | null,"after"?: Json | null,"before"?: Json | null,"entity"?: string,"entity_id"?: string | null,"hash"?: string | null,"id"?: never,"ip"?: string | null,"occurred_at"?: string,"position"?: number | null,"prev_hash"?: string | null,"sealed_at"?: string | null,"user_agent"?: string | null,"writer_xid"?: unknown
                   }
                   Relationships: [
                     
@@ -487,6 +487,64 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"webhook_deliveries": {
+                  Row: {
+                    "account_id": string,"attempt": number,"created_at": string,"delivered_at": string | null,"duration_ms": number | null,"endpoint_id": string,"event_id": string,"id": string,"last_error": string | null,"next_attempt_at": string | null,"payload": NonNullable<Json>,"response_body": string | null,"response_status": number | null,"status": string,"type": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"attempt"?: number,"created_at"?: string,"delivered_at"?: string | null,"duration_ms"?: number | null,"endpoint_id": string,"event_id": string,"id"?: string,"last_error"?: string | null,"next_attempt_at"?: string | null,"payload": NonNullable<Json>,"response_body"?: string | null,"response_status"?: number | null,"status"?: string,"type": string
+                  }
+                  Update: {
+                    "account_id"?: string,"attempt"?: number,"created_at"?: string,"delivered_at"?: string | null,"duration_ms"?: number | null,"endpoint_id"?: string,"event_id"?: string,"id"?: string,"last_error"?: string | null,"next_attempt_at"?: string | null,"payload"?: NonNullable<Json>,"response_body"?: string | null,"response_status"?: number | null,"status"?: string,"type"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "webhook_deliveries_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "webhook_deliveries_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "webhook_deliveries_endpoint_id_fkey"
+      columns: ["endpoint_id"]
+isOneToOne: false
+      referencedRelation: "webhook_endpoints"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"webhook_endpoints": {
+                  Row: {
+                    "account_id": string,"active": boolean,"created_at": string,"created_by": string | null,"description": string | null,"disabled_reason": string | null,"event_types": (string)[],"id": string,"updated_at": string,"url": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"active"?: boolean,"created_at"?: string,"created_by"?: string | null,"description"?: string | null,"disabled_reason"?: string | null,"event_types": (string)[],"id"?: string,"updated_at"?: string,"url": string
+                  }
+                  Update: {
+                    "account_id"?: string,"active"?: boolean,"created_at"?: string,"created_by"?: string | null,"description"?: string | null,"disabled_reason"?: string | null,"event_types"?: (string)[],"id"?: string,"updated_at"?: string,"url"?: string
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "webhook_endpoints_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "webhook_endpoints_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    }
+                  ]
                 },"webhook_events": {
                   Row: {
                     "api_version": string | null,"attempts": number,"error": string | null,"event_created": string | null,"event_id": string,"id": number,"livemode": boolean | null,"payload": NonNullable<Json>,"processed_at": string | null,"provider": string,"received_at": string,"status": string,"type": string
@@ -506,7 +564,7 @@ isOneToOne: false
           Views: {
             "account_entitlements": {
                   Row: {
-                    "account_id": string,"cancel_at_period_end": boolean | null,"current_period_end": string | null,"current_period_start": string | null,"features": NonNullable<Json>,"included_credits": number,"limits": NonNullable<Json>,"max_members": number | null,"plan_key": string,"plan_name": string,"status": string | null,"stripe_subscription_id": string | null,"tier": number,"trial_end": string | null
+                    "account_id": string,"cancel_at_period_end": boolean | null,"current_period_end": string | null,"current_period_start": string | null,"enabled_features": (string)[] | null,"features": NonNullable<Json>,"included_credits": number,"limits": NonNullable<Json>,"max_members": number | null,"plan_key": string,"plan_name": string,"quotas": Json | null,"status": string | null,"stripe_subscription_id": string | null,"tier": number,"trial_end": string | null
                   }
                   ComputedFields: never
                   Relationships: [
@@ -556,11 +614,20 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"create_webhook_endpoint":
+{ Args: { "account_id": string,"description"?: string,"event_types": (string)[],"url": string }; Returns: Json
+                           },
 "delete_account":
 { Args: { "account_id": string }; Returns: undefined
                            },
 "delete_role":
 { Args: { "replacement"?: string,"role_id": string }; Returns: number
+                           },
+"delete_webhook_endpoint":
+{ Args: { "id": string }; Returns: undefined
+                           },
+"has_feature":
+{ Args: { "account_id": string,"feature": string }; Returns: boolean
                            },
 "has_permission":
 { Args: { "account_id": string,"permission": string }; Returns: boolean
@@ -583,6 +650,9 @@ isOneToOne: false
 "redeem_referral_code":
 { Args: { "code": string }; Returns: Json
                            },
+"redeliver_webhook":
+{ Args: { "delivery_id": string }; Returns: string
+                           },
 "release_credits":
 { Args: { "hold_id": string }; Returns: Json
                            },
@@ -597,6 +667,9 @@ isOneToOne: false
                            },
 "revoke_invitation":
 { Args: { "invitation_id": string }; Returns: undefined
+                           },
+"rotate_webhook_secret":
+{ Args: { "id": string }; Returns: Json
                            },
 "set_api_key_rate_limit":
 { Args: { "capacity": number,"id": string,"refill_per_second": number }; Returns: undefined
@@ -633,6 +706,25 @@ isOneToOne: false
 "update_role":
 { Args: { "description"?: string,"name"?: string,"permissions"?: (string)[],"role_id": string }; Returns: undefined
                            },
+"update_webhook_endpoint":
+{ Args: { "active"?: boolean,"description"?: string,"event_types"?: (string)[],"id": string,"url"?: string }; Returns: {
+              "account_id": string,
+"active": boolean,
+"created_at": string,
+"created_by": string | null,
+"description": string | null,
+"disabled_reason": string | null,
+"event_types": (string)[],
+"id": string,
+"updated_at": string,
+"url": string
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "webhook_endpoints"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
 "user_account_ids":
 { Args: { "permission"?: string }; Returns: string[]
                            }
