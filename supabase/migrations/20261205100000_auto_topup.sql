@@ -95,6 +95,7 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
+#variable_conflict use_column
 declare
   actor uuid := private.require_user();
   at timestamptz := private.now();
@@ -167,6 +168,7 @@ returns uuid
 language plpgsql
 set search_path = ''
 as $$
+#variable_conflict use_column
 declare
   s public.auto_topup_settings;
   pack public.credit_packs;
@@ -333,7 +335,7 @@ declare
   a public.auto_topup_attempts;
   pi text := obj ->> 'id';
   at timestamptz := private.now();
-  grant_id uuid;
+  new_grant uuid;
   failure jsonb := obj -> 'last_payment_error';
 begin
   select x.* into a from public.auto_topup_attempts x
@@ -350,17 +352,17 @@ begin
     end if;
     -- Granted once, idempotent by PaymentIntent (a payment that succeeded after the attempt
     -- was given up still delivers what was paid for).
-    grant_id := private.grant_credits(a.account_id, a.credits, 'purchase', null, 'auto_topup:' || pi, null,
+    new_grant := private.grant_credits(a.account_id, a.credits, 'purchase', null, 'auto_topup:' || pi, null,
       pg_catalog.jsonb_build_object('kind', 'auto_topup', 'item', a.credit_pack, 'attempt_id', a.id,
                                     'stripe_payment_intent_id', pi));
     update public.auto_topup_attempts x
-    set status = 'succeeded', grant_id = auto_topup_payment_event.grant_id, stripe_payment_intent_id = pi,
+    set status = 'succeeded', grant_id = new_grant, stripe_payment_intent_id = pi,
         failure_code = null, failure_message = null, finished_at = at
     where x.id = a.id;
     update public.auto_topup_settings t set consecutive_failures = 0, updated_at = at where t.account_id = a.account_id;
     perform private.emit_event(a.account_id, 'credits.auto_topup.succeeded', pg_catalog.jsonb_build_object(
       'account_id', a.account_id, 'attempt_id', a.id, 'credit_pack', a.credit_pack, 'credits', a.credits,
-      'amount', a.amount, 'currency', a.currency, 'grant_id', grant_id, 'stripe_payment_intent_id', pi));
+      'amount', a.amount, 'currency', a.currency, 'grant_id', new_grant, 'stripe_payment_intent_id', pi));
   elsif event ->> 'type' in ('payment_intent.payment_failed', 'payment_intent.requires_action', 'payment_intent.canceled') then
     perform private.auto_topup_failed(a.id,
       coalesce(failure ->> 'decline_code', failure ->> 'code',

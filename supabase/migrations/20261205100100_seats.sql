@@ -26,25 +26,16 @@ on conflict (kind) do nothing;
 -- ---------------------------------------------------------------------------
 -- plans.seat_pricing
 -- ---------------------------------------------------------------------------
-create or replace function private.check_seat_pricing(value jsonb)
-returns boolean
-language sql
-immutable
-set search_path = ''
-as $$
-  select value is null or (
-    pg_catalog.jsonb_typeof(value) = 'object'
-    and not exists (select from pg_catalog.jsonb_object_keys(value) k
-                    where k not in ('per_seat', 'prepaid', 'proration_behavior', 'count_pending_invitations'))
-    and pg_catalog.jsonb_typeof(value -> 'per_seat') = 'boolean'
-    and coalesce(pg_catalog.jsonb_typeof(value -> 'prepaid'), 'boolean') = 'boolean'
-    and coalesce(pg_catalog.jsonb_typeof(value -> 'count_pending_invitations'), 'boolean') = 'boolean'
-    and coalesce(value ->> 'proration_behavior', 'create_prorations') in ('create_prorations', 'none', 'always_invoice'))
-$$;
-comment on function private.check_seat_pricing(jsonb) is 'Whether a plans.seat_pricing value is well formed (see the column comment).';
-
+-- Written out in the constraint (not a function call): whoever edits the catalog needs no
+-- EXECUTE on a private function.
 alter table public.plans add column seat_pricing jsonb
-  constraint plans_seat_pricing_valid check (private.check_seat_pricing(seat_pricing));
+  constraint plans_seat_pricing_valid check (seat_pricing is null or (
+    jsonb_typeof(seat_pricing) = 'object'
+    and seat_pricing - array['per_seat', 'prepaid', 'proration_behavior', 'count_pending_invitations'] = '{}'::jsonb
+    and jsonb_typeof(seat_pricing -> 'per_seat') = 'boolean'
+    and coalesce(jsonb_typeof(seat_pricing -> 'prepaid'), 'boolean') = 'boolean'
+    and coalesce(jsonb_typeof(seat_pricing -> 'count_pending_invitations'), 'boolean') = 'boolean'
+    and coalesce(seat_pricing ->> 'proration_behavior', 'create_prorations') in ('create_prorations', 'none', 'always_invoice')));
 comment on column public.plans.seat_pricing is
   'Null: not priced per seat. Else {"per_seat": true, "prepaid": false, "proration_behavior": "create_prorations" | "none" | "always_invoice", "count_pending_invitations": false}: the subscription item''s quantity follows the billable members (members, plus pending invitations when count_pending_invitations), changed with proration_behavior (default create_prorations). prepaid: members may not exceed the quantity paid for (invitations are refused with member_limit_reached until seats are bought).';
 

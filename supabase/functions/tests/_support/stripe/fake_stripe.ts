@@ -56,6 +56,8 @@ export interface FakeStripe {
   addSubscription(id: string, items: { id: string; price: string; quantity: number }[]): void;
   /** The current quantity of a subscription item. */
   itemQuantity(itemId: string): number | undefined;
+  /** Called (and awaited) after a request is answered and before the answer is sent: a webhook that overtakes the response. */
+  onAnswer: ((request: RecordedRequest, status: number, body: Json) => Promise<void>) | null;
   /** Products and prices, by id. */
   readonly products: Map<string, Json>;
   readonly prices: Map<string, Json>;
@@ -280,6 +282,7 @@ export function startFakeStripe(): Promise<FakeStripe> {
       result = answer(recorded);
       if (replayKey !== null && result.status < 500) replays.set(replayKey, result);
     }
+    if (fake.onAnswer) await fake.onAnswer(recorded, result.status, result.body);
     return Response.json(result.body, {
       status: result.status,
       headers: { "request-id": `req_${crypto.randomUUID().slice(0, 12)}`, "stripe-version": recorded.stripeVersion ?? "" },
@@ -287,8 +290,9 @@ export function startFakeStripe(): Promise<FakeStripe> {
   });
   const { port } = server.addr as Deno.NetAddr;
 
-  return Promise.resolve({
+  const fake: FakeStripe = {
     url: `http://127.0.0.1:${port}`,
+    onAnswer: null,
     requests,
     customers,
     failNext(count, status, error) {
@@ -324,5 +328,6 @@ export function startFakeStripe(): Promise<FakeStripe> {
     async close() {
       await server.shutdown();
     },
-  });
+  };
+  return Promise.resolve(fake);
 }
