@@ -37,7 +37,7 @@ alter table public.plans add column seat_pricing jsonb
     and coalesce(jsonb_typeof(seat_pricing -> 'count_pending_invitations'), 'boolean') = 'boolean'
     and coalesce(seat_pricing ->> 'proration_behavior', 'create_prorations') in ('create_prorations', 'none', 'always_invoice')));
 comment on column public.plans.seat_pricing is
-  'Null: not priced per seat. Else {"per_seat": true, "prepaid": false, "proration_behavior": "create_prorations" | "none" | "always_invoice", "count_pending_invitations": false}: the subscription item''s quantity follows the billable members (members, plus pending invitations when count_pending_invitations), changed with proration_behavior (default create_prorations). prepaid: members may not exceed the quantity paid for (invitations are refused with member_limit_reached until seats are bought).';
+  'Null: not priced per seat. Else {"per_seat": true, "prepaid": false, "proration_behavior": "create_prorations" | "none" | "always_invoice", "count_pending_invitations": false}: the subscription item''s quantity follows the billable members (members, plus pending invitations when count_pending_invitations), changed with proration_behavior (default create_prorations). prepaid: the quantity is what the customer bought (never synced from the members) and members may not exceed it (invitations are refused with member_limit_reached until seats are bought).';
 
 create or replace function private.seat_pricing(plan_key text)
 returns jsonb
@@ -94,6 +94,8 @@ begin
     cross join lateral (select private.seat_pricing(x.plan_key) as pricing) sp
     where x.account_id = request_seat_sync.account_id
       and x.status in ('trialing', 'active', 'past_due') and sp.pricing is not null
+      -- Prepaid seats are bought, not counted: the quantity stays what was paid for.
+      and not coalesce((sp.pricing ->> 'prepaid')::boolean, false)
   loop
     if private.billable_seats(request_seat_sync.account_id,
                               coalesce((s.pricing ->> 'count_pending_invitations')::boolean, false)) = s.quantity then
@@ -131,6 +133,7 @@ as $$
   cross join lateral (select private.seat_pricing(s.plan_key) as pricing) sp
   where s.id = seat_sync_request.subscription_id
     and s.status in ('trialing', 'active', 'past_due') and sp.pricing is not null
+    and not coalesce((sp.pricing ->> 'prepaid')::boolean, false)
 $$;
 comment on function private.seat_sync_request(uuid) is
   'What a seats.sync job sends, read when it runs (the latest count wins): the subscription, its price, the billable seats and the plan''s proration behaviour; null when the subscription is no longer live or per seat.';
@@ -143,7 +146,7 @@ as $$
 begin
   insert into private.seat_syncs as y (subscription_id, quantity, stripe_subscription_item_id, synced_at)
   values (seat_sync_done.subscription_id, seat_sync_done.quantity, seat_sync_done.stripe_subscription_item_id, private.now())
-  on conflict (subscription_id) do update set
+  on conflict on constraint seat_syncs_pkey do update set
     quantity = excluded.quantity, stripe_subscription_item_id = excluded.stripe_subscription_item_id, synced_at = excluded.synced_at;
 end
 $$;
