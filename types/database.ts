@@ -123,6 +123,64 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"auto_topup_attempts": {
+                  Row: {
+                    "account_id": string,"amount": number,"available_before": number | null,"created_at": string,"credit_pack": string,"credits": number,"currency": string,"failure_code": string | null,"failure_message": string | null,"finished_at": string | null,"grant_id": string | null,"id": string,"job_id": number | null,"status": string,"stripe_payment_intent_id": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"amount": number,"available_before"?: number | null,"created_at": string,"credit_pack": string,"credits": number,"currency": string,"failure_code"?: string | null,"failure_message"?: string | null,"finished_at"?: string | null,"grant_id"?: string | null,"id"?: string,"job_id"?: number | null,"status"?: string,"stripe_payment_intent_id"?: string | null
+                  }
+                  Update: {
+                    "account_id"?: string,"amount"?: number,"available_before"?: number | null,"created_at"?: string,"credit_pack"?: string,"credits"?: number,"currency"?: string,"failure_code"?: string | null,"failure_message"?: string | null,"finished_at"?: string | null,"grant_id"?: string | null,"id"?: string,"job_id"?: number | null,"status"?: string,"stripe_payment_intent_id"?: string | null
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "auto_topup_attempts_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "auto_topup_attempts_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"auto_topup_settings": {
+                  Row: {
+                    "account_id": string,"consecutive_failures": number,"created_at": string,"credit_pack": string,"disabled_at": string | null,"disabled_reason": string | null,"enabled": boolean,"monthly_limit": number,"threshold": number,"updated_at": string,"updated_by": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"consecutive_failures"?: number,"created_at"?: string,"credit_pack": string,"disabled_at"?: string | null,"disabled_reason"?: string | null,"enabled"?: boolean,"monthly_limit"?: number,"threshold": number,"updated_at"?: string,"updated_by"?: string | null
+                  }
+                  Update: {
+                    "account_id"?: string,"consecutive_failures"?: number,"created_at"?: string,"credit_pack"?: string,"disabled_at"?: string | null,"disabled_reason"?: string | null,"enabled"?: boolean,"monthly_limit"?: number,"threshold"?: number,"updated_at"?: string,"updated_by"?: string | null
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "auto_topup_settings_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: true
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "auto_topup_settings_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: true
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "auto_topup_settings_credit_pack_fkey"
+      columns: ["credit_pack"]
+isOneToOne: false
+      referencedRelation: "credit_packs"
+      referencedColumns: ["key"]
+    }
+                  ]
                 },"billable_actions": {
                   Row: {
                     "active": boolean,"category": string,"created_at": string,"credits": number,"description": string | null,"key": string,"name": string,"unit_size": number,"updated_at": string
@@ -307,14 +365,14 @@ isOneToOne: false
                   ]
                 },"plans": {
                   Row: {
-                    "active": boolean,"billing_interval": string,"created_at": string,"currency": string,"features": NonNullable<Json>,"included_credits": number,"key": string,"limits": NonNullable<Json>,"max_members": number | null,"name": string,"price_cents": number,"stripe_price_id": string | null,"stripe_product_id": string | null,"tier": number,"trial_days": number,"updated_at": string
+                    "active": boolean,"billing_interval": string,"created_at": string,"currency": string,"features": NonNullable<Json>,"included_credits": number,"key": string,"limits": NonNullable<Json>,"max_members": number | null,"name": string,"price_cents": number,"seat_pricing": Json | null,"stripe_price_id": string | null,"stripe_product_id": string | null,"tier": number,"trial_days": number,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key": string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name": string,"price_cents"?: number,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
+                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key": string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name": string,"price_cents"?: number,"seat_pricing"?: Json | null,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
                   }
                   Update: {
-                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key"?: string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name"?: string,"price_cents"?: number,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
+                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key"?: string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name"?: string,"price_cents"?: number,"seat_pricing"?: Json | null,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
                   }
                   Relationships: [
                     
@@ -653,6 +711,26 @@ isOneToOne: false
 "rotate_webhook_secret":
 { Args: { "id": string }; Returns: Json
                            },
+"set_auto_topup":
+{ Args: { "account_id": string,"credit_pack": string,"enabled": boolean,"monthly_limit"?: number,"threshold": number }; Returns: {
+              "account_id": string,
+"consecutive_failures": number,
+"created_at": string,
+"credit_pack": string,
+"disabled_at": string | null,
+"disabled_reason": string | null,
+"enabled": boolean,
+"monthly_limit": number,
+"threshold": number,
+"updated_at": string,
+"updated_by": string | null
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "auto_topup_settings"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
 "set_member_role":
 { Args: { "account_id": string,"role": string,"user_id": string }; Returns: undefined
                            },
