@@ -154,6 +154,21 @@ Deno.test("removals and invitations counted by the plan make one update; a job r
   });
 });
 
+Deno.test("an invitation is not a seat until accepted (when the plan says so); accepting it is", async () => {
+  await withWorld(async (world) => {
+    const t = await priyasTeam(world, { per_seat: true });
+    const invitee = await createUser(world.sql);
+    const [{ email }] = await world.sql`select email from auth.users where id = ${invitee}`;
+    const [{ invitation }] = await asUserTx(world.sql, t.owner, (tx) =>
+      tx`select public.invite_member(${t.team}::uuid, ${email}, 'member') as invitation`);
+    assertEquals(await pendingSyncs(world.sql, t), 0, "a pending invitation is not billable on this plan");
+    await asUserTx(world.sql, invitee, (tx) => tx`select public.accept_invitation(${invitation.token})`);
+    assertEquals(await pendingSyncs(world.sql, t), 1, "the new member is");
+    await world.runSyncs();
+    assertEquals(updatesOf(world.fake, t).map((r) => r.params.quantity), ["2"]);
+  });
+});
+
 Deno.test("a Stripe outage is retried, with the same idempotency key for the same count", async () => {
   await withWorld(async (world) => {
     const t = await priyasTeam(world, { per_seat: true });
