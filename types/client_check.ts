@@ -60,7 +60,13 @@ export async function typedCalls(url: string, key: string): Promise<void> {
   })).data);
   const live: boolean | null = (await supabase.rpc("has_feature", { account_id: args.account_id, feature: "sso" })).data;
   const log: Row<"webhook_deliveries">[] = (await supabase.from("webhook_deliveries").select("*")).data ?? [];
-  void endpoint?.secret, live, log;
+  const topup = (await supabase.rpc("set_auto_topup", {
+    account_id: args.account_id, enabled: true, threshold: 100, credit_pack: "credits_1000", monthly_limit: 4,
+  })).data;
+  const topups: Row<"auto_topup_attempts">[] = (await supabase.from("auto_topup_attempts").select("*")).data ?? [];
+  // @ts-expect-error threshold is a number of credits, not a string
+  await supabase.rpc("set_auto_topup", { account_id: args.account_id, enabled: true, threshold: "100", credit_pack: "x" });
+  void endpoint?.secret, live, log, topup?.consecutive_failures, topups;
   // @ts-expect-error credit_balances has no column "credits"
   const wrong: number = (await supabase.from("credit_balances").select("account_id").single()).data!.credits;
   void wrong;

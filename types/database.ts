@@ -7,14 +7,14 @@ export type Database = {
           Tables: {
             "account_invitations": {
                   Row: {
-                    "accepted_at": string | null,"accepted_by": string | null,"account_id": string,"created_at": string,"email": string,"expires_at": string,"id": string,"invited_by": string | null,"role": string,"role_id": string | null
+                    "accepted_at": string | null,"accepted_by": string | null,"account_id": string,"created_at": string,"email": string,"expires_at": string,"id": string,"invited_by": string | null,"role": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "accepted_at"?: string | null,"accepted_by"?: string | null,"account_id": string,"created_at"?: string,"email": string,"expires_at": string,"id"?: string,"invited_by"?: string | null,"role": string,"role_id"?: string | null
+                    "accepted_at"?: string | null,"accepted_by"?: string | null,"account_id": string,"created_at"?: string,"email": string,"expires_at": string,"id"?: string,"invited_by"?: string | null,"role": string
                   }
                   Update: {
-                    "accepted_at"?: string | null,"accepted_by"?: string | null,"account_id"?: string,"created_at"?: string,"email"?: string,"expires_at"?: string,"id"?: string,"invited_by"?: string | null,"role"?: string,"role_id"?: string | null
+                    "accepted_at"?: string | null,"accepted_by"?: string | null,"account_id"?: string,"created_at"?: string,"email"?: string,"expires_at"?: string,"id"?: string,"invited_by"?: string | null,"role"?: string
                   }
                   Relationships: [
                     {
@@ -31,22 +31,22 @@ isOneToOne: false
       referencedColumns: ["id"]
     },{
       foreignKeyName: "account_invitations_role_fkey"
-      columns: ["role_id","role"]
+      columns: ["role"]
 isOneToOne: false
       referencedRelation: "roles"
-      referencedColumns: ["id","key"]
+      referencedColumns: ["key"]
     }
                   ]
                 },"account_members": {
                   Row: {
-                    "account_id": string,"created_at": string,"role": string,"role_id": string,"updated_at": string,"user_id": string
+                    "account_id": string,"created_at": string,"role": string,"updated_at": string,"user_id": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id": string,"created_at"?: string,"role": string,"role_id": string,"updated_at"?: string,"user_id": string
+                    "account_id": string,"created_at"?: string,"role": string,"updated_at"?: string,"user_id": string
                   }
                   Update: {
-                    "account_id"?: string,"created_at"?: string,"role"?: string,"role_id"?: string,"updated_at"?: string,"user_id"?: string
+                    "account_id"?: string,"created_at"?: string,"role"?: string,"updated_at"?: string,"user_id"?: string
                   }
                   Relationships: [
                     {
@@ -63,10 +63,10 @@ isOneToOne: false
       referencedColumns: ["id"]
     },{
       foreignKeyName: "account_members_role_fkey"
-      columns: ["role_id","role"]
+      columns: ["role"]
 isOneToOne: false
       referencedRelation: "roles"
-      referencedColumns: ["id","key"]
+      referencedColumns: ["key"]
     }
                   ]
                 },"accounts": {
@@ -85,14 +85,14 @@ isOneToOne: false
                   ]
                 },"api_keys": {
                   Row: {
-                    "account_id": string,"created_at": string,"created_by": string | null,"expires_at": string | null,"id": string,"last_used_at": string | null,"name": string,"prefix": string,"rate_limit_capacity": number | null,"rate_limit_refill_per_second": number | null,"revoked_at": string | null,"revoked_by": string | null,"scopes": (string)[]
+                    "account_id": string,"created_at": string,"created_by": string | null,"expires_at": string | null,"id": string,"last_used_at": string | null,"name": string,"prefix": string,"revoked_at": string | null,"revoked_by": string | null,"scopes": (string)[]
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id": string,"created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name": string,"prefix": string,"rate_limit_capacity"?: number | null,"rate_limit_refill_per_second"?: number | null,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes": (string)[]
+                    "account_id": string,"created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name": string,"prefix": string,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes": (string)[]
                   }
                   Update: {
-                    "account_id"?: string,"created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name"?: string,"prefix"?: string,"rate_limit_capacity"?: number | null,"rate_limit_refill_per_second"?: number | null,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes"?: (string)[]
+                    "account_id"?: string,"created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name"?: string,"prefix"?: string,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes"?: (string)[]
                   }
                   Relationships: [
                     {
@@ -122,6 +122,64 @@ isOneToOne: false
                   }
                   Relationships: [
                     
+                  ]
+                },"auto_topup_attempts": {
+                  Row: {
+                    "account_id": string,"amount": number,"available_before": number | null,"created_at": string,"credit_pack": string,"credits": number,"currency": string,"failure_code": string | null,"failure_message": string | null,"finished_at": string | null,"grant_id": string | null,"id": string,"job_id": number | null,"status": string,"stripe_payment_intent_id": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"amount": number,"available_before"?: number | null,"created_at": string,"credit_pack": string,"credits": number,"currency": string,"failure_code"?: string | null,"failure_message"?: string | null,"finished_at"?: string | null,"grant_id"?: string | null,"id"?: string,"job_id"?: number | null,"status"?: string,"stripe_payment_intent_id"?: string | null
+                  }
+                  Update: {
+                    "account_id"?: string,"amount"?: number,"available_before"?: number | null,"created_at"?: string,"credit_pack"?: string,"credits"?: number,"currency"?: string,"failure_code"?: string | null,"failure_message"?: string | null,"finished_at"?: string | null,"grant_id"?: string | null,"id"?: string,"job_id"?: number | null,"status"?: string,"stripe_payment_intent_id"?: string | null
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "auto_topup_attempts_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "auto_topup_attempts_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"auto_topup_settings": {
+                  Row: {
+                    "account_id": string,"consecutive_failures": number,"created_at": string,"credit_pack": string,"disabled_at": string | null,"disabled_reason": string | null,"enabled": boolean,"monthly_limit": number,"threshold": number,"updated_at": string,"updated_by": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"consecutive_failures"?: number,"created_at"?: string,"credit_pack": string,"disabled_at"?: string | null,"disabled_reason"?: string | null,"enabled"?: boolean,"monthly_limit"?: number,"threshold": number,"updated_at"?: string,"updated_by"?: string | null
+                  }
+                  Update: {
+                    "account_id"?: string,"consecutive_failures"?: number,"created_at"?: string,"credit_pack"?: string,"disabled_at"?: string | null,"disabled_reason"?: string | null,"enabled"?: boolean,"monthly_limit"?: number,"threshold"?: number,"updated_at"?: string,"updated_by"?: string | null
+                  }
+                  Relationships: [
+                    {
+      foreignKeyName: "auto_topup_settings_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: true
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "auto_topup_settings_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: true
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    },{
+      foreignKeyName: "auto_topup_settings_credit_pack_fkey"
+      columns: ["credit_pack"]
+isOneToOne: false
+      referencedRelation: "credit_packs"
+      referencedColumns: ["key"]
+    }
                   ]
                 },"billable_actions": {
                   Row: {
@@ -307,14 +365,14 @@ isOneToOne: false
                   ]
                 },"plans": {
                   Row: {
-                    "active": boolean,"billing_interval": string,"created_at": string,"currency": string,"features": NonNullable<Json>,"included_credits": number,"key": string,"limits": NonNullable<Json>,"max_members": number | null,"name": string,"price_cents": number,"stripe_price_id": string | null,"stripe_product_id": string | null,"tier": number,"trial_days": number,"updated_at": string
+                    "active": boolean,"billing_interval": string,"created_at": string,"currency": string,"features": NonNullable<Json>,"included_credits": number,"key": string,"limits": NonNullable<Json>,"max_members": number | null,"name": string,"price_cents": number,"seat_pricing": Json | null,"stripe_price_id": string | null,"stripe_product_id": string | null,"tier": number,"trial_days": number,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key": string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name": string,"price_cents"?: number,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
+                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key": string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name": string,"price_cents"?: number,"seat_pricing"?: Json | null,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
                   }
                   Update: {
-                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key"?: string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name"?: string,"price_cents"?: number,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
+                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key"?: string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name"?: string,"price_cents"?: number,"seat_pricing"?: Json | null,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
                   }
                   Relationships: [
                     
@@ -349,14 +407,14 @@ isOneToOne: false
                   ]
                 },"role_permissions": {
                   Row: {
-                    "permission": string,"role": string,"role_id": string
+                    "permission": string,"role": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "permission": string,"role": string,"role_id": string
+                    "permission": string,"role": string
                   }
                   Update: {
-                    "permission"?: string,"role"?: string,"role_id"?: string
+                    "permission"?: string,"role"?: string
                   }
                   Relationships: [
                     {
@@ -367,37 +425,25 @@ isOneToOne: false
       referencedColumns: ["key"]
     },{
       foreignKeyName: "role_permissions_role_fkey"
-      columns: ["role_id","role"]
+      columns: ["role"]
 isOneToOne: false
       referencedRelation: "roles"
-      referencedColumns: ["id","key"]
+      referencedColumns: ["key"]
     }
                   ]
                 },"roles": {
                   Row: {
-                    "account_id": string | null,"created_at": string,"description": string | null,"id": string,"key": string,"name": string,"rank": number,"updated_at": string
+                    "description": string | null,"key": string,"name": string,"rank": number
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id"?: string | null,"created_at"?: string,"description"?: string | null,"id"?: string,"key": string,"name": string,"rank": number,"updated_at"?: string
+                    "description"?: string | null,"key": string,"name": string,"rank": number
                   }
                   Update: {
-                    "account_id"?: string | null,"created_at"?: string,"description"?: string | null,"id"?: string,"key"?: string,"name"?: string,"rank"?: number,"updated_at"?: string
+                    "description"?: string | null,"key"?: string,"name"?: string,"rank"?: number
                   }
                   Relationships: [
-                    {
-      foreignKeyName: "roles_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "account_entitlements"
-      referencedColumns: ["account_id"]
-    },{
-      foreignKeyName: "roles_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "accounts"
-      referencedColumns: ["id"]
-    }
+                    
                   ]
                 },"subscription_history": {
                   Row: {
@@ -592,10 +638,7 @@ isOneToOne: false
 { Args: { "account_id": string,"action": string,"idempotency_key"?: string,"metadata"?: Json,"quantity"?: number }; Returns: Json
                            },
 "create_api_key":
-{ Args: { "account_id": string,"expires_at"?: string,"name": string,"rate_limit_capacity"?: number,"rate_limit_refill_per_second"?: number,"scopes"?: (string)[] }; Returns: Json
-                           },
-"create_role":
-{ Args: { "account_id": string,"description"?: string,"key": string,"name": string,"permissions": (string)[] }; Returns: string
+{ Args: { "account_id": string,"expires_at"?: string,"name": string,"scopes"?: (string)[] }; Returns: Json
                            },
 "create_team_account":
 { Args: { "name": string,"slug": string }; Returns: {
@@ -619,9 +662,6 @@ isOneToOne: false
                            },
 "delete_account":
 { Args: { "account_id": string }; Returns: undefined
-                           },
-"delete_role":
-{ Args: { "replacement"?: string,"role_id": string }; Returns: number
                            },
 "delete_webhook_endpoint":
 { Args: { "id": string }; Returns: undefined
@@ -671,9 +711,26 @@ isOneToOne: false
 "rotate_webhook_secret":
 { Args: { "id": string }; Returns: Json
                            },
-"set_api_key_rate_limit":
-{ Args: { "capacity": number,"id": string,"refill_per_second": number }; Returns: undefined
-                           },
+"set_auto_topup":
+{ Args: { "account_id": string,"credit_pack": string,"enabled": boolean,"monthly_limit"?: number,"threshold": number }; Returns: {
+              "account_id": string,
+"consecutive_failures": number,
+"created_at": string,
+"credit_pack": string,
+"disabled_at": string | null,
+"disabled_reason": string | null,
+"enabled": boolean,
+"monthly_limit": number,
+"threshold": number,
+"updated_at": string,
+"updated_by": string | null
+            }
+                          SetofOptions: {
+        from: "*"
+        to: "auto_topup_settings"
+        isOneToOne: true
+        isSetofReturn: false
+      } },
 "set_member_role":
 { Args: { "account_id": string,"role": string,"user_id": string }; Returns: undefined
                            },
@@ -703,9 +760,6 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
-"update_role":
-{ Args: { "description"?: string,"name"?: string,"permissions"?: (string)[],"role_id": string }; Returns: undefined
-                           },
 "update_webhook_endpoint":
 { Args: { "active"?: boolean,"description"?: string,"event_types"?: (string)[],"id": string,"url"?: string }; Returns: {
               "account_id": string,

@@ -17,10 +17,15 @@ import { type EnvSource, optionalEnv, processEnv } from "../_shared/env.ts";
 import { errorResponse, json } from "../_shared/http.ts";
 import { claimJobs, type ClaimedJob, errorText, type FinishStatus, finishJob, type Runner, type RunnerContext, runSqlJob } from "./jobs.ts";
 import { deliverWebhook } from "./webhook.ts";
+import { chargeAutoTopup } from "./auto_topup.ts";
+import { syncSeats } from "./seats.ts";
+import { type StripeClient, stripeFromEnv } from "../_shared/stripe.ts";
 
 /** The runners of jobs that run here (kinds without a sql_function), by kind. */
 export const defaultRunners: Record<string, Runner> = {
   "webhook.deliver": deliverWebhook,
+  "credits.auto_topup": chargeAutoTopup,
+  "seats.sync": syncSeats,
 };
 
 export const MIN_SECRET_LENGTH = 32;
@@ -36,6 +41,8 @@ export interface DispatchDeps {
   /** Stop claiming after this many milliseconds; default 20,000. */
   budgetMs?: number;
   fetch?: typeof fetch;
+  /** The Stripe client of the Stripe runners; default from the environment. */
+  stripe?: StripeClient;
   resolveDns?: RunnerContext["resolveDns"];
   log?: (message: string, error?: unknown) => void;
 }
@@ -78,6 +85,12 @@ export async function dispatch(sql: Sql, deps: DispatchDeps = {}): Promise<Dispa
     sql,
     fetch: deps.fetch ?? fetch,
     resolveDns: deps.resolveDns ?? ((host, type) => Deno.resolveDns(host, type)),
+    stripe: () => {
+      if (deps.stripe) return deps.stripe;
+      const client = stripeFromEnv(deps.env ?? processEnv);
+      if (!client.ok) throw new Error(client.error.message);
+      return client.value;
+    },
   };
   const summary: DispatchSummary = { claimed: 0, succeeded: 0, retrying: 0, dead: 0, stale: 0 };
   const deadline = performance.now() + (deps.budgetMs ?? 20_000);

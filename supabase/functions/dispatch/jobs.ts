@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import type { Sql } from "../_shared/db.ts";
+import type { StripeClient } from "../_shared/stripe.ts";
 
 export const claimedJob = z.object({
   id: z.coerce.number().int(),
@@ -28,6 +29,8 @@ export interface RunnerContext {
   sql: Sql;
   fetch: typeof fetch;
   resolveDns: (host: string, type: "A" | "AAAA") => Promise<string[]>;
+  /** The Stripe client (STRIPE_SECRET_KEY, STRIPE_API_BASE); throws when Stripe is not configured. */
+  stripe: () => StripeClient;
 }
 
 /** Runs one attempt of a job of its kind. It must pass `job.idempotency_key` to any outside call. */

@@ -1,0 +1,98 @@
+-- Auto top-up and seats, the SQL rules (SPEC §4.14, §4.15). The Stripe side (charges,
+-- webhooks, quantity updates) is proved by the Deno stories auto_topup_test.ts and
+-- seats_test.ts; here: who may read and change the settings, one pending charge per account,
+-- failures that count and turn it off, the shape of plans.seat_pricing, and the prepaid-seat
+-- member limit.
+begin;
+select plan(19);
+
+select tests.create_supabase_user('owner', 'owner@topup.test', '52000000-0000-4000-8000-000000000001');
+select tests.create_supabase_user('viewer', 'viewer@topup.test', '52000000-0000-4000-8000-000000000002');
+select tests.create_supabase_user('stranger', 'stranger@topup.test', '52000000-0000-4000-8000-000000000003');
+insert into public.accounts (id, kind, name, slug, primary_owner, created_by)
+values ('52000000-0000-4000-8000-0000000000aa', 'team', 'Topup team', 'topup-team',
+        '52000000-0000-4000-8000-000000000001', '52000000-0000-4000-8000-000000000001');
+insert into public.account_members (account_id, user_id, role) values
+  ('52000000-0000-4000-8000-0000000000aa', '52000000-0000-4000-8000-000000000001', 'owner'),
+  ('52000000-0000-4000-8000-0000000000aa', '52000000-0000-4000-8000-000000000002', 'viewer');
+insert into public.credit_packs (key, name, credits, price_cents) values ('topup_pack', '100 credits', 100, 500);
+
+-- ---------------------------------------------------------------------------
+-- Settings: billing.manage writes, billing.read reads
+-- ---------------------------------------------------------------------------
+select tests.authenticate_as('owner');
+select is((public.set_auto_topup('52000000-0000-4000-8000-0000000000aa', true, 50, 'topup_pack')).monthly_limit, 4,
+  'the owner turns auto top-up on; monthly_limit defaults to 4');
+select tests.clear_authentication();
+
+select is(tests.rls_probe('viewer', $$ select count(*) from public.auto_topup_settings where account_id = '52000000-0000-4000-8000-0000000000aa' $$),
+  'allow', 'a viewer (billing.read) reads the settings');
+select is(tests.rls_probe('stranger', $$ select count(*) from public.auto_topup_settings where account_id = '52000000-0000-4000-8000-0000000000aa' $$),
+  'deny', 'a stranger reads nothing');
+select is(tests.rls_probe('owner', $$ update public.auto_topup_settings set threshold = 1 $$),
+  'deny', 'nobody writes the settings directly, not even the owner');
+select is(tests.rls_probe('anon', $$ select count(*) from public.auto_topup_attempts $$), 'deny', 'anon reads no attempts');
+select tests.authenticate_as('viewer');
+select is(tests.caught($$ select public.set_auto_topup('52000000-0000-4000-8000-0000000000aa', false, 50, 'topup_pack') $$) ->> 'code',
+  '42501', 'billing.read alone cannot change them');
+select tests.authenticate_as('owner');
+select is(tests.caught($$ select public.set_auto_topup('52000000-0000-4000-8000-0000000000aa', true, 50, 'topup_pack', 0) $$) ->> 'message',
+  'invalid_input', 'a monthly limit of 0 is refused');
+select is(tests.caught($$ select public.set_auto_topup('52000000-0000-4000-8000-0000000000aa', true, 50, 'no_such_pack') $$) ->> 'message',
+  'invalid_input', 'an unknown pack is refused');
+select tests.clear_authentication();
+
+-- ---------------------------------------------------------------------------
+-- One pending charge; failures count and three turn it off
+-- ---------------------------------------------------------------------------
+select isnt(private.start_auto_topup('52000000-0000-4000-8000-0000000000aa', 10), null, 'below the threshold: a charge is queued');
+select is(private.start_auto_topup('52000000-0000-4000-8000-0000000000aa', 10), null, 'a second crossing while it is pending queues nothing');
+select is(private.start_auto_topup('52000000-0000-4000-8000-0000000000aa', 60), null, 'above the threshold: nothing');
+select is((select count(*)::int from private.jobs where kind = 'credits.auto_topup'
+           and payload ->> 'attempt_id' in (select id::text from public.auto_topup_attempts where account_id = '52000000-0000-4000-8000-0000000000aa')),
+  1, 'one job for the one attempt');
+
+select private.auto_topup_failed((select id from public.auto_topup_attempts where account_id = '52000000-0000-4000-8000-0000000000aa' and status = 'pending'),
+  'card_declined', 'Your card was declined.');
+select private.auto_topup_failed((select id from public.auto_topup_attempts where account_id = '52000000-0000-4000-8000-0000000000aa' and status = 'failed' limit 1),
+  'card_declined', 'a repeated report');
+select is((select consecutive_failures from public.auto_topup_settings where account_id = '52000000-0000-4000-8000-0000000000aa'), 1,
+  'a failure counts once, however often it is reported');
+select private.start_auto_topup('52000000-0000-4000-8000-0000000000aa', 10);
+select private.auto_topup_failed((select id from public.auto_topup_attempts where account_id = '52000000-0000-4000-8000-0000000000aa' and status = 'pending'),
+  'insufficient_funds', 'Your card has insufficient funds.');
+select private.start_auto_topup('52000000-0000-4000-8000-0000000000aa', 10);
+select private.auto_topup_failed((select id from public.auto_topup_attempts where account_id = '52000000-0000-4000-8000-0000000000aa' and status = 'pending'),
+  'requires_action', 'The payment needs the customer.');
+select is((select (enabled, consecutive_failures, disabled_reason like 'turned off after 3 failed charges in a row%')::text
+           from public.auto_topup_settings where account_id = '52000000-0000-4000-8000-0000000000aa'),
+  '(f,3,t)', 'three failures in a row turn auto top-up off with the reason');
+select is((select count(*)::int from public.notifications where user_id = '52000000-0000-4000-8000-000000000001'
+           and data ->> 'kind' = 'auto_topup_failed'), 3, 'the owner (billing.manage) was told each time');
+select is((select count(*)::int from public.notifications where user_id = '52000000-0000-4000-8000-000000000002'
+           and data ->> 'kind' = 'auto_topup_failed'), 0, 'the viewer was not');
+
+-- ---------------------------------------------------------------------------
+-- plans.seat_pricing and prepaid seats
+-- ---------------------------------------------------------------------------
+select is(tests.caught($$ update public.plans set seat_pricing = '{"per_seat": true, "proration_behavior": "sometimes"}' where key = 'free' $$) ->> 'code',
+  '23514', 'an unknown proration behaviour is refused');
+select is(tests.caught($$ update public.plans set seat_pricing = '{"per_seat": true, "seats": 3}' where key = 'free' $$) ->> 'code',
+  '23514', 'an unknown key is refused');
+
+-- The team subscribes to a prepaid plan with 2 seats: both are taken, an invitation is refused.
+insert into public.plans (key, name, tier, price_cents, stripe_price_id, seat_pricing)
+values ('seats_prepaid', 'Prepaid seats', 3, 900, 'price_52prepaid', '{"per_seat": true, "prepaid": true}');
+insert into public.subscriptions (account_id, stripe_subscription_id, plan_key, stripe_price_id, quantity, status,
+                                  current_period_start, current_period_end, last_event_id, last_event_type, last_event_created)
+values ('52000000-0000-4000-8000-0000000000aa', 'sub_52prepaid', 'seats_prepaid', 'price_52prepaid', 2, 'active',
+        now() - interval '1 day', now() + interval '29 days', 'evt_52', 'customer.subscription.created', now());
+select tests.authenticate_as('owner');
+select is(tests.caught($$ select public.invite_member('52000000-0000-4000-8000-0000000000aa', 'third@topup.test', 'member') $$)
+          - 'detail',
+  '{"code": "PT409", "message": "member_limit_reached", "hint": "add seats: raise the subscription''s quantity in the billing portal (POST /functions/v1/billing-portal), or remove a member or a pending invitation"}'::jsonb,
+  'prepaid seats all taken: refused, with how to add seats');
+select tests.clear_authentication();
+
+select * from finish();
+rollback;
