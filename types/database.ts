@@ -7,14 +7,14 @@ export type Database = {
           Tables: {
             "account_invitations": {
                   Row: {
-                    "accepted_at": string | null,"accepted_by": string | null,"account_id": string,"created_at": string,"email": string,"expires_at": string,"id": string,"invited_by": string | null,"role": string
+                    "accepted_at": string | null,"accepted_by": string | null,"account_id": string,"created_at": string,"email": string,"expires_at": string,"id": string,"invited_by": string | null,"role": string,"role_id": string | null
                   }
                   ComputedFields: never
                   Insert: {
-                    "accepted_at"?: string | null,"accepted_by"?: string | null,"account_id": string,"created_at"?: string,"email": string,"expires_at": string,"id"?: string,"invited_by"?: string | null,"role": string
+                    "accepted_at"?: string | null,"accepted_by"?: string | null,"account_id": string,"created_at"?: string,"email": string,"expires_at": string,"id"?: string,"invited_by"?: string | null,"role": string,"role_id"?: string | null
                   }
                   Update: {
-                    "accepted_at"?: string | null,"accepted_by"?: string | null,"account_id"?: string,"created_at"?: string,"email"?: string,"expires_at"?: string,"id"?: string,"invited_by"?: string | null,"role"?: string
+                    "accepted_at"?: string | null,"accepted_by"?: string | null,"account_id"?: string,"created_at"?: string,"email"?: string,"expires_at"?: string,"id"?: string,"invited_by"?: string | null,"role"?: string,"role_id"?: string | null
                   }
                   Relationships: [
                     {
@@ -31,22 +31,22 @@ isOneToOne: false
       referencedColumns: ["id"]
     },{
       foreignKeyName: "account_invitations_role_fkey"
-      columns: ["role"]
+      columns: ["role_id","role"]
 isOneToOne: false
       referencedRelation: "roles"
-      referencedColumns: ["key"]
+      referencedColumns: ["id","key"]
     }
                   ]
                 },"account_members": {
                   Row: {
-                    "account_id": string,"created_at": string,"role": string,"updated_at": string,"user_id": string
+                    "account_id": string,"created_at": string,"role": string,"role_id": string,"updated_at": string,"user_id": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id": string,"created_at"?: string,"role": string,"updated_at"?: string,"user_id": string
+                    "account_id": string,"created_at"?: string,"role": string,"role_id": string,"updated_at"?: string,"user_id": string
                   }
                   Update: {
-                    "account_id"?: string,"created_at"?: string,"role"?: string,"updated_at"?: string,"user_id"?: string
+                    "account_id"?: string,"created_at"?: string,"role"?: string,"role_id"?: string,"updated_at"?: string,"user_id"?: string
                   }
                   Relationships: [
                     {
@@ -63,10 +63,10 @@ isOneToOne: false
       referencedColumns: ["id"]
     },{
       foreignKeyName: "account_members_role_fkey"
-      columns: ["role"]
+      columns: ["role_id","role"]
 isOneToOne: false
       referencedRelation: "roles"
-      referencedColumns: ["key"]
+      referencedColumns: ["id","key"]
     }
                   ]
                 },"accounts": {
@@ -85,14 +85,14 @@ isOneToOne: false
                   ]
                 },"api_keys": {
                   Row: {
-                    "account_id": string,"created_at": string,"created_by": string | null,"expires_at": string | null,"id": string,"last_used_at": string | null,"name": string,"prefix": string,"revoked_at": string | null,"revoked_by": string | null,"scopes": (string)[]
+                    "account_id": string,"created_at": string,"created_by": string | null,"expires_at": string | null,"id": string,"last_used_at": string | null,"name": string,"prefix": string,"rate_limit_capacity": number | null,"rate_limit_refill_per_second": number | null,"revoked_at": string | null,"revoked_by": string | null,"scopes": (string)[]
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id": string,"created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name": string,"prefix": string,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes": (string)[]
+                    "account_id": string,"created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name": string,"prefix": string,"rate_limit_capacity"?: number | null,"rate_limit_refill_per_second"?: number | null,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes": (string)[]
                   }
                   Update: {
-                    "account_id"?: string,"created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name"?: string,"prefix"?: string,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes"?: (string)[]
+                    "account_id"?: string,"created_at"?: string,"created_by"?: string | null,"expires_at"?: string | null,"id"?: string,"last_used_at"?: string | null,"name"?: string,"prefix"?: string,"rate_limit_capacity"?: number | null,"rate_limit_refill_per_second"?: number | null,"revoked_at"?: string | null,"revoked_by"?: string | null,"scopes"?: (string)[]
                   }
                   Relationships: [
                     {
@@ -407,14 +407,14 @@ isOneToOne: false
                   ]
                 },"role_permissions": {
                   Row: {
-                    "permission": string,"role": string
+                    "permission": string,"role": string,"role_id": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "permission": string,"role": string
+                    "permission": string,"role": string,"role_id": string
                   }
                   Update: {
-                    "permission"?: string,"role"?: string
+                    "permission"?: string,"role"?: string,"role_id"?: string
                   }
                   Relationships: [
                     {
@@ -425,25 +425,37 @@ isOneToOne: false
       referencedColumns: ["key"]
     },{
       foreignKeyName: "role_permissions_role_fkey"
-      columns: ["role"]
+      columns: ["role_id","role"]
 isOneToOne: false
       referencedRelation: "roles"
-      referencedColumns: ["key"]
+      referencedColumns: ["id","key"]
     }
                   ]
                 },"roles": {
                   Row: {
-                    "description": string | null,"key": string,"name": string,"rank": number
+                    "account_id": string | null,"created_at": string,"description": string | null,"id": string,"key": string,"name": string,"rank": number,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "description"?: string | null,"key": string,"name": string,"rank": number
+                    "account_id"?: string | null,"created_at"?: string,"description"?: string | null,"id"?: string,"key": string,"name": string,"rank": number,"updated_at"?: string
                   }
                   Update: {
-                    "description"?: string | null,"key"?: string,"name"?: string,"rank"?: number
+                    "account_id"?: string | null,"created_at"?: string,"description"?: string | null,"id"?: string,"key"?: string,"name"?: string,"rank"?: number,"updated_at"?: string
                   }
                   Relationships: [
-                    
+                    {
+      foreignKeyName: "roles_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "roles_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    }
                   ]
                 },"subscription_history": {
                   Row: {
@@ -638,7 +650,10 @@ isOneToOne: false
 { Args: { "account_id": string,"action": string,"idempotency_key"?: string,"metadata"?: Json,"quantity"?: number }; Returns: Json
                            },
 "create_api_key":
-{ Args: { "account_id": string,"expires_at"?: string,"name": string,"scopes"?: (string)[] }; Returns: Json
+{ Args: { "account_id": string,"expires_at"?: string,"name": string,"rate_limit_capacity"?: number,"rate_limit_refill_per_second"?: number,"scopes"?: (string)[] }; Returns: Json
+                           },
+"create_role":
+{ Args: { "account_id": string,"description"?: string,"key": string,"name": string,"permissions": (string)[] }; Returns: string
                            },
 "create_team_account":
 { Args: { "name": string,"slug": string }; Returns: {
@@ -662,6 +677,9 @@ isOneToOne: false
                            },
 "delete_account":
 { Args: { "account_id": string }; Returns: undefined
+                           },
+"delete_role":
+{ Args: { "replacement"?: string,"role_id": string }; Returns: number
                            },
 "delete_webhook_endpoint":
 { Args: { "id": string }; Returns: undefined
@@ -710,6 +728,9 @@ isOneToOne: false
                            },
 "rotate_webhook_secret":
 { Args: { "id": string }; Returns: Json
+                           },
+"set_api_key_rate_limit":
+{ Args: { "capacity": number,"id": string,"refill_per_second": number }; Returns: undefined
                            },
 "set_auto_topup":
 { Args: { "account_id": string,"credit_pack": string,"enabled": boolean,"monthly_limit"?: number,"threshold": number }; Returns: {
@@ -760,6 +781,9 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"update_role":
+{ Args: { "description"?: string,"name"?: string,"permissions"?: (string)[],"role_id": string }; Returns: undefined
+                           },
 "update_webhook_endpoint":
 { Args: { "active"?: boolean,"description"?: string,"event_types"?: (string)[],"id": string,"url"?: string }; Returns: {
               "account_id": string,
