@@ -59,18 +59,15 @@ export function createWebhookHandler(deps: WebhookDeps = {}): (request: Request)
     const body = await readBodyText(request, MAX_WEBHOOK_BODY_BYTES);
     if (!body.ok) return appErrorResponse(body.error);
     const raw = body.value;
+    // constructEventAsync verifies, then parses the body (JSON.parse): its result is the parsed
+    // body, checked against the envelope without parsing it again.
+    let parsed: unknown;
     try {
-      await constructEvent(raw, signature, secret.value);
+      parsed = await constructEvent(raw, signature, secret.value);
     } catch (e) {
       if (isSignatureError(e)) {
         return errorResponse("invalid_signature", "The Stripe signature is not valid or too old.", 400);
       }
-      return errorResponse("malformed_event", "The body is not a JSON Stripe event.", 400);
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw);
-    } catch {
       return errorResponse("malformed_event", "The body is not a JSON Stripe event.", 400);
     }
     if (!StripeEventEnvelope.safeParse(parsed).success) {
