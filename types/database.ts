@@ -365,14 +365,14 @@ isOneToOne: false
                   ]
                 },"plans": {
                   Row: {
-                    "active": boolean,"billing_interval": string,"created_at": string,"currency": string,"features": NonNullable<Json>,"included_credits": number,"key": string,"limits": NonNullable<Json>,"max_members": number | null,"name": string,"price_cents": number,"seat_pricing": Json | null,"stripe_price_id": string | null,"stripe_product_id": string | null,"tier": number,"trial_days": number,"updated_at": string
+                    "active": boolean,"billing_interval": string,"created_at": string,"currency": string,"features": NonNullable<Json>,"included_credits": number,"key": string,"limits": NonNullable<Json>,"max_members": number | null,"name": string,"price_cents": number,"rollover": Json | null,"seat_pricing": Json | null,"stripe_price_id": string | null,"stripe_product_id": string | null,"tier": number,"trial_days": number,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key": string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name": string,"price_cents"?: number,"seat_pricing"?: Json | null,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
+                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key": string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name": string,"price_cents"?: number,"rollover"?: Json | null,"seat_pricing"?: Json | null,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
                   }
                   Update: {
-                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key"?: string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name"?: string,"price_cents"?: number,"seat_pricing"?: Json | null,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
+                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key"?: string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name"?: string,"price_cents"?: number,"rollover"?: Json | null,"seat_pricing"?: Json | null,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
                   }
                   Relationships: [
                     
