@@ -33,14 +33,14 @@
 -- Settings on the plan; the ledger says rollover
 -- ---------------------------------------------------------------------------
 alter table public.plans add column rollover jsonb
-  constraint plans_rollover_valid check (rollover is null or (
+  constraint plans_rollover_valid check (rollover is null or coalesce(
     jsonb_typeof(rollover) = 'object'
     and jsonb_typeof(rollover -> 'max_credits') = 'number'
     and jsonb_typeof(rollover -> 'periods') = 'number'
     and (rollover ->> 'max_credits')::numeric >= 1
     and (rollover ->> 'max_credits')::numeric = trunc((rollover ->> 'max_credits')::numeric)
     and (rollover ->> 'periods')::numeric between 1 and 36
-    and (rollover ->> 'periods')::numeric = trunc((rollover ->> 'periods')::numeric)));
+    and (rollover ->> 'periods')::numeric = trunc((rollover ->> 'periods')::numeric), false));
 comment on column public.plans.rollover is
   'Unused included credits that carry into the next periods: {"max_credits": n, "periods": p} (n x the subscription quantity is the most a subscription carries at once; a rolled lot lives p periods). Null: they expire at the period end.';
 

@@ -3,7 +3,7 @@
 -- clock frozen: what rolls, the cap, rolled credits expiring, a refund of an old invoice, and
 -- a cancelled subscription that carries nothing.
 begin;
-select plan(21);
+select plan(22);
 
 select tests.create_supabase_user('t53_rita', 'rita@rollover.test', '53000000-0000-4000-8000-000000000001');
 insert into public.accounts (id, kind, name, slug, primary_owner, created_by)
@@ -133,6 +133,8 @@ select is(pg_temp.balance(), 0::bigint, 'a subscription that ends carries nothin
 -- A plan's rollover must be a cap and a number of periods.
 select throws_ok($$ update public.plans set rollover = '{"max_credits": 0, "periods": 1}' where key = 't53_pro' $$,
   '23514', null, 'a rollover without a positive cap is refused by the catalog');
+select throws_ok($$ update public.plans set rollover = '{"max_credits": 100}' where key = 't53_pro' $$,
+  '23514', null, 'a rollover without a number of periods is refused');
 
 select * from finish();
 rollback;
