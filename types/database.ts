@@ -517,6 +517,20 @@ isOneToOne: false
                   Relationships: [
                     
                   ]
+                },"usage_overages": {
+                  Row: {
+                    "account_id": string,"action": string,"created_at": string,"overage_units": number,"period_start": string,"reported_at": string | null,"stripe_meter_event_name": string,"usage_event_id": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"action": string,"created_at"?: string,"overage_units": number,"period_start": string,"reported_at"?: string | null,"stripe_meter_event_name": string,"usage_event_id": string
+                  }
+                  Update: {
+                    "account_id"?: string,"action"?: string,"created_at"?: string,"overage_units"?: number,"period_start"?: string,"reported_at"?: string | null,"stripe_meter_event_name"?: string,"usage_event_id"?: string
+                  }
+                  Relationships: [
+                    
+                  ]
                 },"user_roles": {
                   Row: {
                     "created_at": string,"role": string,"updated_at": string,"user_id": string
