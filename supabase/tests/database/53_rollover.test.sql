@@ -1,9 +1,10 @@
 -- Rollover (SPEC §4.14): Rita's team is on "Pro Rollover" (1000 credits a month; up to 600
 -- unused credits carry into the next month and live one more month). Three months with the
 -- clock frozen: what rolls, the cap, rolled credits expiring, a refund of an old invoice, and
--- a cancelled subscription that carries nothing.
+-- a cancelled subscription that carries nothing. Kai's team ("Keep": rolled credits live two
+-- periods) shows that credits still carried count against the cap.
 begin;
-select plan(22);
+select plan(28);
 
 select tests.create_supabase_user('t53_rita', 'rita@rollover.test', '53000000-0000-4000-8000-000000000001');
 insert into public.accounts (id, kind, name, slug, primary_owner, created_by)
@@ -110,7 +111,10 @@ select ok(pg_temp.invariant(), 'the invariant holds over three periods');
 
 -- ---------------------------------------------------------------------------
 -- Month 3: Stripe refunds month 2's invoice. What still derives from it is its rolled lot.
+-- A promotional grant that ends with the period would come first in draw-down order: the
+-- refund must not take it.
 -- ---------------------------------------------------------------------------
+select private.grant_credits('53000000-0000-4000-8000-0000000000aa', 100, 'promo', '2027-04-01 00:00Z', 't53-promo');
 select private.handle_stripe_event(pg_temp.evt('evt_t53_refund', 'charge.refunded', jsonb_build_object(
   'id', 'ch_t53_2', 'object', 'charge', 'invoice', 'in_t53_2', 'customer', 'cus_t53rita',
   'amount', 2000, 'amount_refunded', 2000, 'currency', 'usd')));
@@ -120,6 +124,8 @@ select is((pg_temp.rolled(2)).remaining, 0::bigint, 'taken from the lot rolled o
 select is((select sum(remaining)::bigint from public.credit_grants g join public.payments p on p.id = g.payment_id
            where p.stripe_invoice_id = 'in_t53_3'), 1000::bigint,
   'month 3''s own credits are untouched');
+select is((select remaining from public.credit_grants where idempotency_key = 't53-promo'), 100::bigint,
+  'and so is the promotion drawn first otherwise: the clawback follows the payment''s lots');
 select ok(pg_temp.invariant(), 'the invariant holds after the clawback');
 
 -- ---------------------------------------------------------------------------
@@ -129,6 +135,50 @@ select private.handle_stripe_event(pg_temp.evt('evt_t53_cancel', 'customer.subsc
 select tests.freeze_time('2027-04-01 00:05Z');
 select private.expire_credit_grants();
 select is(pg_temp.balance(), 0::bigint, 'a subscription that ends carries nothing over');
+
+-- ---------------------------------------------------------------------------
+-- Kai's team is on "Keep" (1000 a month; up to 500 carried, living two periods). He uses
+-- nothing for three months: the cap counts what earlier rolls still carry.
+-- ---------------------------------------------------------------------------
+insert into public.accounts (id, kind, name, slug, primary_owner, created_by)
+values ('53000000-0000-4000-8000-0000000000bb', 'team', 'Keep team', 't53-keep-team',
+        '53000000-0000-4000-8000-000000000001', '53000000-0000-4000-8000-000000000001');
+insert into public.credit_balances (account_id) values ('53000000-0000-4000-8000-0000000000bb');
+insert into public.plans (key, name, tier, price_cents, stripe_price_id, included_credits, rollover, active) values
+  ('t53_keep', 'Keep', 4, 1500, 'price_t53keep', 1000, '{"max_credits": 500, "periods": 2}', true);
+select private.attach_billing_customer('53000000-0000-4000-8000-0000000000bb', 'cus_t53kai', null);
+create function pg_temp.kai_invoice(n int, reason text) returns jsonb language sql as $$
+  select (pg_temp.invoice(n, reason) - 'id' - 'customer' - 'charge' - 'amount_paid' - 'amount_due' - 'subtotal' - 'total_excluding_tax')
+    || jsonb_build_object('id', 'in_t53kai_' || n, 'customer', 'cus_t53kai', 'charge', 'ch_t53kai_' || n,
+         'amount_paid', 1500, 'amount_due', 1500, 'subtotal', 1500, 'total_excluding_tax', 1500)
+    || jsonb_build_object('parent', jsonb_build_object('subscription_details', jsonb_build_object('subscription', 'sub_t53kai', 'metadata', '{}'::jsonb)))
+    || jsonb_build_object('lines', jsonb_set(pg_temp.invoice(n, reason) -> 'lines', '{data,0,pricing,price_details,price}', '"price_t53keep"'))
+$$;
+create function pg_temp.kai_balance() returns bigint language sql as $$
+  select balance from public.credit_balances where account_id = '53000000-0000-4000-8000-0000000000bb'
+$$;
+select tests.freeze_time('2027-01-01 00:00Z');
+select private.handle_stripe_event(pg_temp.evt('evt_t53kai_sub', 'customer.subscription.created',
+  jsonb_set(jsonb_set(jsonb_set(pg_temp.sub(), '{id}', '"sub_t53kai"'), '{customer}', '"cus_t53kai"'),
+            '{items,data,0,price,id}', '"price_t53keep"')
+  || jsonb_build_object('metadata', jsonb_build_object('account_id', '53000000-0000-4000-8000-0000000000bb'))));
+select private.handle_stripe_event(pg_temp.evt('evt_t53kai_in1', 'invoice.paid', pg_temp.kai_invoice(1, 'subscription_create')));
+select tests.freeze_time('2027-01-31 00:05Z');
+select private.expire_credit_grants();
+select private.handle_stripe_event(pg_temp.evt('evt_t53kai_in2', 'invoice.paid', pg_temp.kai_invoice(2, 'subscription_cycle')));
+select is(pg_temp.kai_balance(), 1500::bigint, 'Kai: 500 of month 1 carried (the cap), plus month 2''s 1000');
+select tests.freeze_time('2027-03-02 00:05Z');
+select private.expire_credit_grants();
+select is(pg_temp.kai_balance(), 500::bigint,
+  'month 2 ends: the 500 carried from month 1 still live and fill the cap, so none of month 2''s 1000 rolls');
+select tests.freeze_time('2027-03-31 23:00Z');
+select private.expire_credit_grants();
+select is(pg_temp.kai_balance(), 500::bigint, 'month 1''s rolled credits live through month 3 (two periods)');
+select tests.freeze_time('2027-04-01 00:05Z');
+select private.expire_credit_grants();
+select is(pg_temp.kai_balance(), 0::bigint, 'and expire when month 3 ends');
+select is((select count(*) from public.credit_ledger where account_id = '53000000-0000-4000-8000-0000000000bb' and reason = 'rollover'),
+  2::bigint, 'one roll in three months: one pair of rollover entries');
 
 -- A plan's rollover must be a cap and a number of periods.
 select throws_ok($$ update public.plans set rollover = '{"max_credits": 0, "periods": 1}' where key = 't53_pro' $$,
