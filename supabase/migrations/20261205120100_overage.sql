@@ -25,7 +25,7 @@
 --
 -- Reporting
 --   One job per usage event (kind overage.meter_event, idempotency key
---   overage.meter_event:<usage event id>): a replayed consumption_credits call never reaches
+--   overage.meter_event:<usage event id>): a replayed consume_credits call never reaches
 --   this path, so it queues nothing. The runner sends a meter event whose identifier is the
 --   usage event id (Stripe refuses a second event with the same identifier, which the
 --   runner takes as delivered), so a retry after a lost response is never billed twice.
