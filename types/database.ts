@@ -365,14 +365,14 @@ isOneToOne: false
                   ]
                 },"plans": {
                   Row: {
-                    "active": boolean,"billing_interval": string,"created_at": string,"currency": string,"features": NonNullable<Json>,"included_credits": number,"key": string,"limits": NonNullable<Json>,"max_members": number | null,"name": string,"price_cents": number,"seat_pricing": Json | null,"stripe_price_id": string | null,"stripe_product_id": string | null,"tier": number,"trial_days": number,"updated_at": string
+                    "active": boolean,"billing_interval": string,"created_at": string,"currency": string,"features": NonNullable<Json>,"included_credits": number,"key": string,"limits": NonNullable<Json>,"max_members": number | null,"name": string,"price_cents": number,"rollover": Json | null,"seat_pricing": Json | null,"stripe_price_id": string | null,"stripe_product_id": string | null,"tier": number,"trial_days": number,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key": string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name": string,"price_cents"?: number,"seat_pricing"?: Json | null,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
+                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key": string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name": string,"price_cents"?: number,"rollover"?: Json | null,"seat_pricing"?: Json | null,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
                   }
                   Update: {
-                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key"?: string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name"?: string,"price_cents"?: number,"seat_pricing"?: Json | null,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
+                    "active"?: boolean,"billing_interval"?: string,"created_at"?: string,"currency"?: string,"features"?: NonNullable<Json>,"included_credits"?: number,"key"?: string,"limits"?: NonNullable<Json>,"max_members"?: number | null,"name"?: string,"price_cents"?: number,"rollover"?: Json | null,"seat_pricing"?: Json | null,"stripe_price_id"?: string | null,"stripe_product_id"?: string | null,"tier"?: number,"trial_days"?: number,"updated_at"?: string
                   }
                   Relationships: [
                     
@@ -513,6 +513,20 @@ isOneToOne: false
                   }
                   Update: {
                     "account_id"?: string,"action"?: string,"api_key_id"?: string | null,"created_at"?: string,"credits_charged"?: number,"hold_id"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"quantity"?: number,"user_id"?: string | null
+                  }
+                  Relationships: [
+                    
+                  ]
+                },"usage_overages": {
+                  Row: {
+                    "account_id": string,"action": string,"created_at": string,"overage_units": number,"period_start": string,"reported_at": string | null,"stripe_meter_event_name": string,"usage_event_id": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                    "account_id": string,"action": string,"created_at"?: string,"overage_units": number,"period_start": string,"reported_at"?: string | null,"stripe_meter_event_name": string,"usage_event_id": string
+                  }
+                  Update: {
+                    "account_id"?: string,"action"?: string,"created_at"?: string,"overage_units"?: number,"period_start"?: string,"reported_at"?: string | null,"stripe_meter_event_name"?: string,"usage_event_id"?: string
                   }
                   Relationships: [
                     

@@ -34,6 +34,8 @@ export interface ConsumeCreditsResult {
   balance: number;
   available: number;
   replayed: boolean;
+  /** Credits of credits_charged the wallet did not cover, billed through the plan's Stripe meter (plans.limits.overage). */
+  overage_units?: number;
 }
 export interface ReserveCreditsResult {
   hold_id: string;

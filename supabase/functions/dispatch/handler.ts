@@ -19,6 +19,7 @@ import { claimJobs, type ClaimedJob, errorText, type FinishStatus, finishJob, ty
 import { deliverWebhook } from "./webhook.ts";
 import { chargeAutoTopup } from "./auto_topup.ts";
 import { syncSeats } from "./seats.ts";
+import { reportOverage } from "./overage.ts";
 import { type StripeClient, stripeFromEnv } from "../_shared/stripe.ts";
 
 /** The runners of jobs that run here (kinds without a sql_function), by kind. */
@@ -26,6 +27,7 @@ export const defaultRunners: Record<string, Runner> = {
   "webhook.deliver": deliverWebhook,
   "credits.auto_topup": chargeAutoTopup,
   "seats.sync": syncSeats,
+  "overage.meter_event": reportOverage,
 };
 
 export const MIN_SECRET_LENGTH = 32;

@@ -17,6 +17,8 @@
  *   GET  /v1/products/:id, POST /v1/products, POST /v1/products/:id
  *   GET  /v1/prices (lookup_keys[], active), GET /v1/prices/search (lookup_key:'k'), POST /v1/prices
  *                                        (lookup_key, transfer_lookup_key), POST /v1/prices/:id (active)
+ *   POST /v1/billing/meter_events        a meter event, kept by identifier: a second event with the same
+ *                                        identifier is refused (400 "An event already exists with identifier ...")
  */
 import customerFixture from "./fixtures/customer.json" with { type: "json" };
 import checkoutSessionFixture from "./fixtures/checkout.session.json" with { type: "json" };
@@ -44,6 +46,10 @@ export interface FakeStripe {
   readonly customers: string[];
   /** The next `count` requests fail with this Stripe error. */
   failNext(count: number, status: number, error: { type: string; code?: string; message: string }): void;
+  /** The next `count` requests are carried out, but their answer is lost: a 500 comes back instead. */
+  loseNextAnswers(count: number): void;
+  /** Meter events recorded, by identifier (a retried or repeated identifier is recorded once). */
+  readonly meterEvents: Map<string, Json>;
   /** Requests to a path (e.g. "/v1/customers"). */
   requestsTo(path: string): RecordedRequest[];
   /** Requests whose path starts with the prefix (e.g. "/v1/subscription_items/"). */
@@ -86,6 +92,8 @@ export function startFakeStripe(): Promise<FakeStripe> {
   const prices = new Map<string, Json>();
   const replays = new Map<string, { status: number; body: Json }>();
   const failures: { status: number; error: Json }[] = [];
+  const meterEvents = new Map<string, Json>();
+  let lostAnswers = 0;
   let counter = 0;
   const nextId = (prefix: string) => `${prefix}_fake${(++counter).toString().padStart(6, "0")}${crypto.randomUUID().slice(0, 8)}`;
 
@@ -248,6 +256,23 @@ export function startFakeStripe(): Promise<FakeStripe> {
       if (request.method === "POST" && p.active !== undefined) price.active = p.active === "true";
       return { status: 200, body: price };
     }
+    if (request.method === "POST" && request.path === "/v1/billing/meter_events") {
+      const identifier = p.identifier ?? nextId("mev");
+      if (meterEvents.has(identifier)) {
+        return { status: 400, body: { error: { type: "invalid_request_error", message: `An event already exists with identifier ${identifier}.` } } };
+      }
+      const event: Json = {
+        object: "billing.meter_event",
+        created: now,
+        event_name: p.event_name,
+        identifier,
+        livemode: false,
+        payload: nested(p, "payload"),
+        timestamp: p.timestamp === undefined ? now : Number(p.timestamp),
+      };
+      meterEvents.set(identifier, event);
+      return { status: 200, body: event };
+    }
     return {
       status: 404,
       body: { error: { type: "invalid_request_error", message: `Unrecognized request URL (${request.method}: ${request.path}).` } },
@@ -280,7 +305,11 @@ export function startFakeStripe(): Promise<FakeStripe> {
     let result = failure ? { status: failure.status, body: { error: failure.error } as Json } : replayKey === null ? undefined : replays.get(replayKey);
     if (result === undefined) {
       result = answer(recorded);
-      if (replayKey !== null && result.status < 500) replays.set(replayKey, result);
+      if (lostAnswers > 0) {
+        // Carried out, but the answer never arrives: like a timeout, nothing is saved for replay.
+        lostAnswers--;
+        result = { status: 500, body: { error: { type: "api_error", message: "An unknown error occurred." } } };
+      } else if (replayKey !== null && result.status < 500) replays.set(replayKey, result);
     }
     if (fake.onAnswer) await fake.onAnswer(recorded, result.status, result.body);
     return Response.json(result.body, {
@@ -298,6 +327,10 @@ export function startFakeStripe(): Promise<FakeStripe> {
     failNext(count, status, error) {
       for (let i = 0; i < count; i++) failures.push({ status, error });
     },
+    loseNextAnswers(count) {
+      lostAnswers += count;
+    },
+    meterEvents,
     requestsTo(path) {
       return requests.filter((r) => r.path === path);
     },
