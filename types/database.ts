@@ -211,14 +211,14 @@ isOneToOne: false
                   ]
                 },"credit_balances": {
                   Row: {
-                    "account_id": string,"available": number | null,"balance": number,"consume_tat": string | null,"held": number,"low_balance_since": string | null,"next_expiry_at": string | null,"quota_period_start": string | null,"quota_used": NonNullable<Json>,"updated_at": string
+                    "account_id": string,"available": number | null,"balance": number,"consume_tat": string | null,"held": number,"low_balance_since": string | null,"low_balance_threshold": number | null,"next_expiry_at": string | null,"quota_period_start": string | null,"quota_used": NonNullable<Json>,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id": string,"available"?: never,"balance"?: number,"consume_tat"?: string | null,"held"?: number,"low_balance_since"?: string | null,"next_expiry_at"?: string | null,"quota_period_start"?: string | null,"quota_used"?: NonNullable<Json>,"updated_at"?: string
+                    "account_id": string,"available"?: never,"balance"?: number,"consume_tat"?: string | null,"held"?: number,"low_balance_since"?: string | null,"low_balance_threshold"?: number | null,"next_expiry_at"?: string | null,"quota_period_start"?: string | null,"quota_used"?: NonNullable<Json>,"updated_at"?: string
                   }
                   Update: {
-                    "account_id"?: string,"available"?: never,"balance"?: number,"consume_tat"?: string | null,"held"?: number,"low_balance_since"?: string | null,"next_expiry_at"?: string | null,"quota_period_start"?: string | null,"quota_used"?: NonNullable<Json>,"updated_at"?: string
+                    "account_id"?: string,"available"?: never,"balance"?: number,"consume_tat"?: string | null,"held"?: number,"low_balance_since"?: string | null,"low_balance_threshold"?: number | null,"next_expiry_at"?: string | null,"quota_period_start"?: string | null,"quota_used"?: NonNullable<Json>,"updated_at"?: string
                   }
                   Relationships: [
                     {

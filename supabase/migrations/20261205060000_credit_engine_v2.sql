@@ -36,6 +36,14 @@ comment on function private.explanation_path_forced() is
   'True when the transaction set ledgerbase.explanation_path = on: consume_credits, reserve_credits and capture_credits then skip their one-statement common path and take the explanation path (lock, expire, judge each rule in order). The results are the same; tests run their sequences both ways. Clients cannot set it (no exposed function sets configuration).';
 
 -- ---------------------------------------------------------------------------
+-- A wallet's own low-balance threshold
+-- ---------------------------------------------------------------------------
+alter table public.credit_balances
+  add column low_balance_threshold bigint check (low_balance_threshold >= 0);
+comment on column public.credit_balances.low_balance_threshold is
+  'Where this wallet signals low balance (private.on_low_balance: notification, credits.low, auto top-up); null: the low_balance_threshold setting. Set by set_auto_topup to the account''s auto top-up threshold.';
+
+-- ---------------------------------------------------------------------------
 -- The wallet change used by grants, holds, captures and expiry
 -- ---------------------------------------------------------------------------
 create or replace function private.set_wallet(
@@ -62,11 +70,13 @@ begin
      set balance = w.balance + balance_delta,
          held = w.held + held_delta,
          updated_at = private.now(),
-         low_balance_since = case when w.balance + balance_delta - w.held - held_delta < threshold
+         low_balance_since = case when w.balance + balance_delta - w.held - held_delta
+                                       < coalesce(w.low_balance_threshold, threshold)
                                   then coalesce(w.low_balance_since, private.now()) end
    where not guarded or (w.balance + balance_delta - w.held - held_delta >= 0
                          and (w.next_expiry_at is null or w.next_expiry_at > private.now()))
   returning w.* into wallet;
+  threshold := coalesce(wallet.low_balance_threshold, threshold);
   if wallet.available < threshold and wallet.available - (balance_delta - held_delta) >= threshold then
     perform private.on_low_balance(wallet.account_id, wallet.available);
   end if;
@@ -74,7 +84,7 @@ begin
 end
 $$;
 comment on function private.set_wallet(uuid, bigint, bigint, boolean) is
-  'Applies a change to an existing wallet and returns the new row (all nulls when a guarded change does not fit), signalling once when available falls below the low-balance threshold. The guard judges expiry by the clock read once the row is locked.';
+  'Applies a change to an existing wallet and returns the new row (all nulls when a guarded change does not fit), signalling once when available falls below the wallet''s low-balance threshold (its own, else the setting). The guard judges expiry by the clock read once the row is locked.';
 
 -- ---------------------------------------------------------------------------
 -- consume_credits: the charging statement judges by the clock read under the lock
@@ -174,7 +184,8 @@ begin
   on conflict on constraint credit_balances_pkey do update
      set balance = w.balance - cost,
          updated_at = private.now(),
-         low_balance_since = case when w.balance - cost - w.held < threshold then coalesce(w.low_balance_since, private.now()) end,
+         low_balance_since = case when w.balance - cost - w.held < coalesce(w.low_balance_threshold, threshold)
+                                  then coalesce(w.low_balance_since, private.now()) end,
          consume_tat = case when on_wallet then greatest(w.consume_tat, private.now()) + emission else w.consume_tat end,
          quota_period_start = case when cap_action is null and cap_category is null then w.quota_period_start
                                    else plan.period_start end,
@@ -197,7 +208,7 @@ begin
                                                          then (w.quota_used ->> act.key)::bigint end, 0) <= cap_action)
      and (cap_category is null or quantity + coalesce(case when w.quota_period_start = plan.period_start
                                                              then (w.quota_used ->> category_key)::bigint end, 0) <= cap_category)
-  returning w.balance, w.available, w.updated_at into wallet;
+  returning w.balance, w.available, w.updated_at, coalesce(w.low_balance_threshold, threshold) as alert_below into wallet;
   if not found then
     -- The explanation path locks the wallet (it is locked already when the WHERE refused) and
     -- reads the clock again.
@@ -229,7 +240,7 @@ begin
       perform private.draw_down(consume_credits.account_id, cost);
     end if;
   end if;
-  if wallet.available < threshold and wallet.available + cost >= threshold then
+  if wallet.available < wallet.alert_below and wallet.available + cost >= wallet.alert_below then
     perform private.on_low_balance(consume_credits.account_id, wallet.available);
   end if;
   return pg_catalog.jsonb_build_object('usage_event_id', event_id, 'credits_charged', cost,

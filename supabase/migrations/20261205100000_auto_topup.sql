@@ -132,6 +132,12 @@ begin
     null, pg_catalog.jsonb_build_object('enabled', s.enabled, 'threshold', s.threshold, 'credit_pack', s.credit_pack,
                                   'monthly_limit', s.monthly_limit));
 
+  -- The wallet signals low balance at this threshold while auto top-up is on (the credit
+  -- engine compares on the wallet row, so no second lookup joins the hot path).
+  update public.credit_balances b
+     set low_balance_threshold = case when s.enabled then s.threshold end
+   where b.account_id = set_auto_topup.account_id;
+
   -- Already below the threshold: the top-up starts now rather than at the next crossing.
   if s.enabled then
     select b.available into available from public.credit_balances b where b.account_id = set_auto_topup.account_id;
@@ -211,20 +217,24 @@ returns void
 language plpgsql
 set search_path = ''
 as $$
+declare
+  -- The wallet's own threshold (auto top-up), else the setting: runs only on a crossing.
+  threshold bigint := coalesce((select b.low_balance_threshold from public.credit_balances b
+                                where b.account_id = on_low_balance.account_id), private.low_balance_threshold());
 begin
   perform private.notify_account(on_low_balance.account_id, 'billing.manage', 'warning',
     'Your credits are running low',
     pg_catalog.format('%s credits left. Buy a credit pack or upgrade your plan to keep going.', on_low_balance.available),
     pg_catalog.jsonb_build_object('kind', 'low_balance', 'available', on_low_balance.available,
-                                  'threshold', private.low_balance_threshold()));
+                                  'threshold', threshold));
   perform private.emit_event(on_low_balance.account_id, 'credits.low',
     pg_catalog.jsonb_build_object('account_id', on_low_balance.account_id, 'available', on_low_balance.available,
-                                  'threshold', private.low_balance_threshold()));
+                                  'threshold', threshold));
   perform private.start_auto_topup(on_low_balance.account_id, on_low_balance.available);
 end
 $$;
 comment on function private.on_low_balance(uuid, bigint) is
-  'Called by the credit engine in the transaction in which available credits fell below low_balance_threshold (once until they rise above it again): warns the account''s billing managers, emits credits.low and starts an auto top-up (private.start_auto_topup).';
+  'Called by the credit engine in the transaction in which available credits fell below the wallet''s low-balance threshold (its own while auto top-up is on, else the low_balance_threshold setting; once per crossing): warns the account''s billing managers, emits credits.low and starts an auto top-up (private.start_auto_topup).';
 
 -- ---------------------------------------------------------------------------
 -- The runner's calls
