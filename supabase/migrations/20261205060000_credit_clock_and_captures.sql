@@ -16,6 +16,9 @@
 --   capture_credits(hold_id, quantity) refuses a quantity above the reserved one
 --   (22023 invalid_input) and changes nothing. So quotas count only captured units: the
 --   hold counted its reserved units when it was made, and what is not captured goes back.
+--
+-- Also here: the explanation-path switch (ledgerbase.explanation_path) the property test
+-- runs both ways, and a wallet's own low-balance threshold (credit_balances.low_balance_threshold).
 
 -- ---------------------------------------------------------------------------
 -- The switch that sends every charge through the explanation path
