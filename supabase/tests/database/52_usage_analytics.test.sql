@@ -8,7 +8,7 @@
 -- from the raw tail, which proves the summary is exact before any fold. Folding itself is
 -- proved by supabase/functions/tests/usage_analytics_test.ts.
 begin;
-select plan(28);
+select plan(30);
 
 select tests.create_supabase_user('t52_owner', 'owner@analytics.test', '52000000-0000-4000-8000-000000000001');
 select tests.create_supabase_user('t52_member', 'member@analytics.test', '52000000-0000-4000-8000-000000000002');
@@ -114,6 +114,22 @@ select tests.authenticate_as('t52_stranger');
 select is(tests.caught($$ select tests.t52_summary('2031-01-01', '2031-03-01', 'week', 'action') $$) ->> 'message',
   'invalid_bucket', 'bad arguments are reported before the permission (they reveal nothing)');
 select tests.clear_authentication();
+
+-- ---------------------------------------------------------------------------
+-- A deleted user's usage stays, without the user (as usage_events.user_id is set null)
+-- ---------------------------------------------------------------------------
+select tests.create_supabase_user('t52_leaver', 'leaver@analytics.test', '52000000-0000-4000-8000-000000000006');
+-- Rollup rows as the folder writes them: one of the leaver's, one without a user, same hour and action.
+insert into private.usage_rollup (account_id, hour, action, api_key_id, user_id, quantity, credits, events) values
+  ('52000000-0000-4000-8000-0000000000a0', '2031-03-01 10:00+00', 'api_call', null, '52000000-0000-4000-8000-000000000006', 4, 4, 2),
+  ('52000000-0000-4000-8000-0000000000a0', '2031-03-01 10:00+00', 'api_call', null, null, 1, 1, 1),
+  ('52000000-0000-4000-8000-0000000000a0', '2031-03-01 11:00+00', 'ai_tokens', null, '52000000-0000-4000-8000-000000000006', 9, 1, 1);
+delete from auth.users where id = '52000000-0000-4000-8000-000000000006';
+select is((select count(*)::int from private.usage_rollup where user_id = '52000000-0000-4000-8000-000000000006'), 0,
+  'deleting a user removes their id from the usage rollup');
+select is(tests.t52_summary('2031-03-01', '2031-03-02', 'hour', 'user'),
+  '2031-03-01 10 - q5 c5 n3; 2031-03-01 11 - q9 c1 n1',
+  'their usage stays, merged into the usage without a user');
 
 -- ---------------------------------------------------------------------------
 -- revenue_summary: staff admins only
