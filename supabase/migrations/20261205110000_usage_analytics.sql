@@ -51,7 +51,10 @@ create table private.usage_rollup (
   quantity bigint not null check (quantity > 0),
   credits bigint not null check (credits >= 0),
   events bigint not null check (events > 0),
+  -- The sums ride along in the index, so a summary reads an account's hours from contiguous
+  -- index pages (an index-only scan) wherever the folder happened to put the rows.
   constraint usage_rollup_key unique nulls not distinct (account_id, hour, action, api_key_id, user_id)
+    include (quantity, credits, events)
 );
 comment on table private.usage_rollup is
   'Usage events summed per account, UTC hour, action, API key and user, written only by private.fold_usage_events (never by the consuming transaction). Together with the events past private.usage_fold_state it equals a group by over usage_events.';
@@ -256,12 +259,15 @@ begin
     from tail t
     where t.account_id = usage_summary.account_id and t.created_at >= lo and t.created_at < hi
     union all
-    -- and the parts of hours at the ends of the range, from the events themselves.
+    -- and the parts of hours at the ends of the range, from the events themselves (skipped
+    -- when the range starts and ends on whole hours).
     select e.created_at, e.action, e.api_key_id, e.user_id, e.quantity::bigint, e.credits_charged, 1::bigint
     from public.usage_events e
-    where e.account_id = usage_summary.account_id
-      and ((e.created_at >= since and e.created_at < least(lo, until))
-           or (e.created_at >= hi and e.created_at < until))
+    where since < lo and e.account_id = usage_summary.account_id and e.created_at >= since and e.created_at < least(lo, until)
+    union all
+    select e.created_at, e.action, e.api_key_id, e.user_id, e.quantity::bigint, e.credits_charged, 1::bigint
+    from public.usage_events e
+    where hi < until and e.account_id = usage_summary.account_id and e.created_at >= hi and e.created_at < until
   )
   select pg_catalog.date_trunc(bucket, u.at, 'UTC') as bucket_start,
          case group_by
