@@ -223,6 +223,10 @@ language plpgsql
 stable
 security definer
 set search_path = ''
+-- The planner cannot know how few events are past the watermark (a parameter), so on a big
+-- table its estimate crosses the JIT thresholds and every call would compile a plan for tens
+-- of milliseconds: measured at 10^7 events (bench/README.md, "Usage summary").
+set jit = off
 as $$
 #variable_conflict use_column
 declare
