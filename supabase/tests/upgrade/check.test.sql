@@ -53,8 +53,8 @@ select is((select balance from public.credit_balances where account_id = '000000
 select bag_eq(
   $$ select r.account_id, r.hour, r.action, r.api_key_id, r.user_id, r.quantity, r.credits, r.events
      from private.usage_rollup r where r.account_id::text like '0000000a-%' $$,
-  $$ select e.account_id, date_trunc('hour', e.created_at, 'UTC'), e.action, e.api_key_id, e.user_id,
-            sum(e.quantity)::bigint, sum(e.credits_charged)::bigint, count(*)
+  $$ select e.account_id, date_trunc('hour', e.created_at, 'UTC') as hour, e.action, e.api_key_id, e.user_id,
+            sum(e.quantity)::bigint as quantity, sum(e.credits_charged)::bigint as credits, count(*) as events
      from public.usage_events e where e.account_id::text like '0000000a-%' group by 1, 2, 3, 4, 5 $$,
   'the usage events of the previous release are in the usage rollup, each once');
 
