@@ -14,6 +14,7 @@ import { clusterHome, root } from "./lib/paths.ts";
 import { must, run } from "./lib/proc.ts";
 import { pushMigrations } from "./lib/supabase.ts";
 import { runWebhookBench, type WebhookBenchResult } from "../supabase/functions/stripe-webhook/bench.ts";
+import { printSummaryBench, runSummaryBench, type SummaryBenchResult } from "./lib/summary-bench.ts";
 
 const benchDir = join(root, "bench");
 const ACCOUNTS = 10_000;
@@ -25,7 +26,7 @@ const usage = `usage: npm run bench [-- options]
   --duration=S   seconds per side of each pair (default 20), run as two ABBA rounds
   --clients=N    pgbench clients (default 32; threads: ${THREADS})
   --only=LIST    pairs to run (comma list): hot, hotbare, hotfloor, spread, spreadbare, wrapped, floor, ratelimit,
-                 policy, ledger, webhook, audit; and on request only, with --apply=bench/candidates/v2_common_path.sql:
+                 policy, ledger, webhook, audit, summary; and on request only, with --apply=bench/candidates/v2_common_path.sql:
                  v2hot, v2spread (and with bench/candidates/v2_one_statement.sql too: v2shot, v2sspread;
                  with bench/candidates/v2_plan_on_wallet.sql: v2phot, v2pspread)
   --apply=FILES  after the data is ready, run these SQL files (comma list) as postgres,
@@ -221,11 +222,12 @@ async function benchMain(): Promise<void> {
   const clients = positiveInt(flags.clients ?? "32", "--clients");
   const only = typeof flags.only === "string" ? new Set(flags.only.split(",")) : null;
   for (const k of only ?? []) {
-    if (k !== "webhook" && k !== "audit" && !pairs.some((p) => p.key === k)) throw new UserError(`unknown pair "${k}"`, usage);
+    if (k !== "webhook" && k !== "audit" && k !== "summary" && !pairs.some((p) => p.key === k)) throw new UserError(`unknown pair "${k}"`, usage);
   }
   const withWebhook = !only || only.has("webhook");
   let webhook: WebhookBenchResult | null = null;
   let audit: AuditScaling | null = null;
+  let summary: SummaryBenchResult | null = null;
   const chosen = pairs.filter((p) => only ? only.has(p.key) : !p.onRequest);
   const apply = typeof flags.apply === "string" ? flags.apply : null;
   const applyFiles = apply ? apply.split(",") : [];
@@ -288,6 +290,8 @@ async function benchMain(): Promise<void> {
     if (chosen.some((p) => p.candidate.file.startsWith("consume_"))) {
       await step("Checking the credit invariants after the run", () => bench.checkInvariants());
     }
+    // Last: it adds 10^7 usage events (see scripts/lib/summary-bench.ts).
+    if (!only || only.has("summary")) summary = await runSummaryBench(cluster, duration);
     if (flags.profile) {
       const candidates = chosen.some((p) => p.key === "v2hot" || p.key === "v2spread")
         ? ["candidates/v2_hot.sql", "candidates/v2_spread.sql"]
@@ -308,6 +312,7 @@ async function benchMain(): Promise<void> {
   printTable(results, { clients, duration, apply });
   if (webhook) printWebhook(webhook);
   if (audit) printAuditScaling(audit);
+  if (summary) printSummaryBench(summary);
   console.log(dim(`\n(${formatMs(Math.round(performance.now() - started))} in all)`));
 }
 

@@ -11,6 +11,8 @@ import {
   type ReserveCreditsResult,
   type Row,
   type RpcArgs,
+  type RpcReturns,
+  type UsageBucket,
 } from "./index.ts";
 
 export async function typedCalls(url: string, key: string): Promise<void> {
@@ -67,6 +69,18 @@ export async function typedCalls(url: string, key: string): Promise<void> {
   // @ts-expect-error threshold is a number of credits, not a string
   await supabase.rpc("set_auto_topup", { account_id: args.account_id, enabled: true, threshold: "100", credit_pack: "x" });
   void endpoint?.secret, live, log, topup?.consecutive_failures, topups;
+  const bucket: UsageBucket = "day";
+  const usage = await supabase.rpc("usage_summary", {
+    account_id: args.account_id, since: "2026-11-01T00:00:00Z", until: "2026-12-01T00:00:00Z", bucket, group_by: "category",
+  });
+  const perDay: RpcReturns<"usage_summary"> = usage.data ?? [];
+  const credits: number | undefined = perDay[0]?.credits;
+  if (apiErrorCode(usage.error) === "invalid_range") void credits;
+  const revenue = (await supabase.rpc("revenue_summary", { since: "2026-11-01", until: "2026-12-01" })).data ?? [];
+  const mrr: number | undefined = revenue[0]?.mrr_cents;
+  void mrr;
+  // @ts-expect-error usage_summary needs a range
+  await supabase.rpc("usage_summary", { account_id: args.account_id });
   // @ts-expect-error credit_balances has no column "credits"
   const wrong: number = (await supabase.from("credit_balances").select("account_id").single()).data!.credits;
   void wrong;

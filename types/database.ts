@@ -505,14 +505,14 @@ isOneToOne: false
                   ]
                 },"usage_events": {
                   Row: {
-                    "account_id": string,"action": string,"api_key_id": string | null,"created_at": string,"credits_charged": number,"hold_id": string | null,"id": string,"idempotency_key": string | null,"metadata": NonNullable<Json>,"quantity": number,"user_id": string | null
+                    "account_id": string,"action": string,"api_key_id": string | null,"created_at": string,"credits_charged": number,"hold_id": string | null,"id": string,"idempotency_key": string | null,"metadata": NonNullable<Json>,"quantity": number,"user_id": string | null,"writer_xid": unknown
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id": string,"action": string,"api_key_id"?: string | null,"created_at"?: string,"credits_charged": number,"hold_id"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"quantity": number,"user_id"?: string | null
+                    "account_id": string,"action": string,"api_key_id"?: string | null,"created_at"?: string,"credits_charged": number,"hold_id"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"quantity": number,"user_id"?: string | null,"writer_xid"?: unknown
                   }
                   Update: {
-                    "account_id"?: string,"action"?: string,"api_key_id"?: string | null,"created_at"?: string,"credits_charged"?: number,"hold_id"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"quantity"?: number,"user_id"?: string | null
+                    "account_id"?: string,"action"?: string,"api_key_id"?: string | null,"created_at"?: string,"credits_charged"?: number,"hold_id"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"quantity"?: number,"user_id"?: string | null,"writer_xid"?: unknown
                   }
                   Relationships: [
                     
@@ -734,6 +734,11 @@ isOneToOne: false
 "reserve_credits":
 { Args: { "account_id": string,"action": string,"idempotency_key"?: string,"quantity"?: number,"ttl_seconds"?: number }; Returns: Json
                            },
+"revenue_summary":
+{ Args: { "currency"?: string,"since": string,"until": string }; Returns: {
+              "credits_adjusted": number,"credits_clawed_back": number,"credits_consumed": number,"credits_expired": number,"credits_granted": number,"day": string,"live_subscriptions": number,"mrr_cents": number,"pack_revenue_cents": number,"packs_sold": number
+            }[]
+                           },
 "revoke_api_key":
 { Args: { "id": string }; Returns: undefined
                            },
@@ -817,6 +822,11 @@ isOneToOne: false
         isOneToOne: true
         isSetofReturn: false
       } },
+"usage_summary":
+{ Args: { "account_id": string,"bucket"?: string,"group_by"?: string,"since": string,"until": string }; Returns: {
+              "bucket_start": string,"credits": number,"events": number,"key": string,"quantity": number
+            }[]
+                           },
 "user_account_ids":
 { Args: { "permission"?: string }; Returns: string[]
                            }

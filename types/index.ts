@@ -114,6 +114,12 @@ export interface WebhookEvent<D = Record<string, Json>> {
   data: D;
 }
 
+/** usage_summary's buckets (UTC) and groupings. */
+export const USAGE_BUCKETS = ["hour", "day", "month"] as const;
+export type UsageBucket = typeof USAGE_BUCKETS[number];
+export const USAGE_GROUPINGS = ["action", "category", "api_key", "user"] as const;
+export type UsageGrouping = typeof USAGE_GROUPINGS[number];
+
 /** Reads a JSON RPC result as its documented shape: `asResult<ConsumeCreditsResult>(data)`. */
 export function asResult<T>(data: Json | null): T | null {
   return data === null ? null : (data as unknown as T);
@@ -145,6 +151,9 @@ export const API_ERRORS = {
   invalid_scope: 400,
   invalid_url: 400,
   invalid_event_type: 400,
+  invalid_bucket: 400,
+  invalid_group_by: 400,
+  invalid_range: 400,
   endpoint_disabled: 409,
   invalid_api_key: 401,
   insufficient_scope: 403,

@@ -2,7 +2,7 @@
 -- invariant holds, and the rules still see the old state (quota counters, debts, holds,
 -- idempotency keys). Runs after supabase/tests/upgrade/fill.sql and the upgrade.
 begin;
-select plan(15);
+select plan(16);
 set local ledgerbase.now = '2026-12-01 10:00:00+00';
 
 create temp view after_state as
@@ -47,6 +47,16 @@ select is(
   0::bigint, 'balance = sum of the ledger = sum of unexpired lots; held = open holds; available = balance - held');
 select is((select balance from public.credit_balances where account_id = '0000000a-0000-4000-8000-000000000001'), 175::bigint,
   'the wallet with expiring lots lost only the 40 that expired: 50 + 100 + 25');
+
+-- Usage analytics: the usage events of the previous release were folded by the upgrade,
+-- each once, into the hourly rollup (nothing written since: it alone must match).
+select bag_eq(
+  $$ select r.account_id, r.hour, r.action, r.api_key_id, r.user_id, r.quantity, r.credits, r.events
+     from private.usage_rollup r where r.account_id::text like '0000000a-%' $$,
+  $$ select e.account_id, date_trunc('hour', e.created_at, 'UTC') as hour, e.action, e.api_key_id, e.user_id,
+            sum(e.quantity)::bigint as quantity, sum(e.credits_charged)::bigint as credits, count(*) as events
+     from public.usage_events e where e.account_id::text like '0000000a-%' group by 1, 2, 3, 4, 5 $$,
+  'the usage events of the previous release are in the usage rollup, each once');
 
 -- The rules still see the old state.
 select is(public.consume_credits('0000000a-0000-4000-8000-000000000004', 'api_call', 2, 'call-1', '{"route": "/v1"}') ->> 'replayed',
