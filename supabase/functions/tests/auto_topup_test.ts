@@ -301,3 +301,66 @@ Deno.test("settings: billing.manage changes them, billing.read reads them, other
     assertEquals(retired.ok ? "ok" : [retired.code, retired.message], ["22023", "invalid_input"]);
   });
 });
+
+/** The charge of a PaymentIntent as Stripe sends it in charge.* events, refunded by `refunded`. */
+function chargeOf(pi: Json, refunded: number): Json {
+  return { id: pi.latest_charge, object: "charge", payment_intent: pi.id, customer: pi.customer, amount: pi.amount,
+    amount_refunded: refunded, currency: pi.currency, refunded: refunded >= (pi.amount as number), status: "succeeded" };
+}
+
+function disputeOf(pi: Json, status: string): Json {
+  return { id: `dp_${pi.id}`, object: "dispute", charge: pi.latest_charge, payment_intent: pi.id, amount: pi.amount,
+    currency: pi.currency, reason: "fraudulent", status };
+}
+
+async function topUpPayment(sql: Sql, account: string) {
+  const rows = await sql<{ kind: string; item_key: string; amount: string; currency: string; status: string; credits_granted: string;
+    credits_clawed_back: string; stripe_payment_intent_id: string; stripe_charge_id: string; grant_id: string | null }[]>`
+    select kind, item_key, amount::text, currency, status, credits_granted::text, credits_clawed_back::text,
+           stripe_payment_intent_id, stripe_charge_id, grant_id from public.payments where account_id = ${account}`;
+  return rows;
+}
+
+Deno.test("an auto top-up is a payment: a half refund takes back half its credits, a full refund all, a dispute holds them until won", async () => {
+  await withWorld(async (world) => {
+    const pack = world.catalog.pack;
+    // Maya's first top-up goes through and is refunded, half and then in full.
+    const { account } = await maya(world);
+    await setAutoTopup(world, account, account);
+    const first = await crossThreshold(world.sql, account);
+    await world.runJobs();
+    const pi = intentOf(world.fake, first!);
+    const before = (await balance(world.sql, account)).available;
+    await world.deliver("payment_intent.succeeded", pi);
+    await world.deliver("payment_intent.succeeded", pi);
+    // Recorded once, as a credit-pack payment of the PaymentIntent and its charge, linked to its grant.
+    const [payment, ...more] = await topUpPayment(world.sql, account);
+    assertEquals(more.length, 0, "one payment for a twice-delivered event");
+    assertEquals([payment.kind, payment.item_key, payment.amount, payment.currency, payment.status, payment.credits_granted,
+                  payment.stripe_payment_intent_id, payment.stripe_charge_id],
+      ["credit_pack", pack.key, String(pack.price), "usd", "paid", String(pack.credits), pi.id, pi.latest_charge]);
+    const [{ grant_id }] = await world.sql`select grant_id from public.auto_topup_attempts where id = ${first}`;
+    assertEquals(payment.grant_id, grant_id, "the payment names the attempt's grant");
+    assertEquals((await balance(world.sql, account)).available, before + pack.credits);
+
+    const half = Math.floor((pi.amount as number) / 2);
+    await world.deliver("charge.refunded", chargeOf(pi, half));
+    assertEquals((await balance(world.sql, account)).available, before + pack.credits - Math.floor(pack.credits * half / (pi.amount as number)),
+      "half the amount refunded: half the credits taken back");
+    await world.deliver("charge.refunded", chargeOf(pi, pi.amount as number));
+    await world.deliver("charge.refunded", chargeOf(pi, pi.amount as number));
+    assertEquals((await balance(world.sql, account)).available, before, "a full refund takes them all, once");
+    assertEquals((await topUpPayment(world.sql, account))[0].status, "refunded");
+
+    // Her second top-up is disputed: the credits are held while it is open and come back when she wins.
+    const second = await crossThreshold(world.sql, account);
+    await world.runJobs();
+    const pi2 = intentOf(world.fake, second!);
+    await world.deliver("payment_intent.succeeded", pi2);
+    const topped = (await balance(world.sql, account)).available;
+    await world.deliver("charge.dispute.created", disputeOf(pi2, "needs_response"));
+    assertEquals((await balance(world.sql, account)).available, topped - pack.credits, "an open dispute holds the pack's credits");
+    await world.deliver("charge.dispute.closed", disputeOf(pi2, "won"));
+    assertEquals((await balance(world.sql, account)).available, topped, "a won dispute gives them back");
+  });
+});
