@@ -12,11 +12,8 @@
 //
 // Settings come from the environment, else supabase/functions/.env; the database is the
 // local stack's (LEDGERBASE_DB_PORT) unless SUPABASE_DB_URL is set.
-import { join } from "node:path";
 import { bold, dim, green, main, parseArgs, red, UserError } from "./lib/log.ts";
-import { parseDotenv, withStackUrls } from "./lib/env.ts";
-import { stackUrls } from "./lib/config.ts";
-import { functionsDir } from "./lib/paths.ts";
+import { functionsSettings } from "./lib/env.ts";
 import { createWebhookHandler } from "../supabase/functions/stripe-webhook/handler.ts";
 import { closeDb } from "../supabase/functions/_shared/db.ts";
 import { signPayload } from "../supabase/functions/_shared/stripe.ts";
@@ -61,17 +58,6 @@ export function parseEvents(text: string): unknown[] {
   }
 }
 
-async function settings(): Promise<Map<string, string>> {
-  let file: Record<string, string> = {};
-  try {
-    file = parseDotenv(await Deno.readTextFile(join(functionsDir, ".env")));
-  } catch {
-    // no .env: the environment alone
-  }
-  const merged: Record<string, string> = { ...file };
-  for (const [key, value] of Object.entries(Deno.env.toObject())) if (value !== "") merged[key] = value;
-  return new Map(Object.entries(withStackUrls(merged, stackUrls)));
-}
 
 /** host:port of a database URL (never its password). */
 function databaseHost(url: string | undefined): string {
@@ -92,7 +78,7 @@ await main(async () => {
   // Oldest first, ties by id: the order the ordering guard would pick anyway.
   events.sort((a, b) => a.created - b.created || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 
-  const env = await settings();
+  const env = await functionsSettings();
   const secret = env.get("STRIPE_WEBHOOK_SECRET");
   if (!secret) throw new UserError("STRIPE_WEBHOOK_SECRET is not set (environment or supabase/functions/.env)");
   const url = typeof flags.url === "string" ? flags.url : undefined;

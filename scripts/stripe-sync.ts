@@ -8,11 +8,8 @@
 //
 // Settings come from the environment, else supabase/functions/.env: STRIPE_SECRET_KEY (and
 // STRIPE_API_BASE in tests); the database is the local stack's unless SUPABASE_DB_URL is set.
-import { join } from "node:path";
 import { bold, dim, main, parseArgs, UserError } from "./lib/log.ts";
-import { parseDotenv, withStackUrls } from "./lib/env.ts";
-import { stackUrls } from "./lib/config.ts";
-import { functionsDir } from "./lib/paths.ts";
+import { functionsSettings } from "./lib/env.ts";
 import { formatTable, syncCatalog } from "./lib/stripe_catalog.ts";
 import { createDb } from "../supabase/functions/_shared/db.ts";
 import { stripeFromEnv } from "../supabase/functions/_shared/stripe.ts";
@@ -22,22 +19,11 @@ const usage = `usage: npm run stripe:sync [-- --dry-run] [--only=key,key]
   --dry-run        read Stripe and the catalog, print what would change, change nothing
   --only=KEYS      only these plan or credit-pack keys (comma-separated)`;
 
-async function settings(): Promise<Map<string, string>> {
-  let file: Record<string, string> = {};
-  try {
-    file = parseDotenv(await Deno.readTextFile(join(functionsDir, ".env")));
-  } catch {
-    // no .env: the environment alone
-  }
-  const merged: Record<string, string> = { ...file };
-  for (const [key, value] of Object.entries(Deno.env.toObject())) if (value !== "") merged[key] = value;
-  return new Map(Object.entries(withStackUrls(merged, stackUrls)));
-}
 
 await main(async () => {
   const { flags, positional } = parseArgs(Deno.args, { "dry-run": "boolean", only: "string" }, usage);
   if (positional.length > 0) throw new UserError(`unexpected argument ${positional[0]}`, usage);
-  const env = await settings();
+  const env = await functionsSettings();
   const stripe = stripeFromEnv(env);
   if (!stripe.ok) throw new UserError(stripe.error.message, "set STRIPE_SECRET_KEY (environment or supabase/functions/.env)");
   const dbUrl = env.get("SUPABASE_DB_URL");

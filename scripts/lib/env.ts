@@ -1,6 +1,7 @@
 // supabase/functions/.env: the settings of the edge functions (the Supabase CLI reads the same file).
 import { exists } from "./proc.ts";
 import { functionsEnv, functionsEnvExample } from "./paths.ts";
+import { stackUrls } from "./config.ts";
 
 export function parseDotenv(text: string): Record<string, string> {
   const values: Record<string, string> = {};
@@ -44,4 +45,20 @@ export function withStackUrls(values: Record<string, string>, stack: { dbUrl: st
     return value && value !== FORMER_EXAMPLE[name] ? value : undefined;
   };
   return { ...values, SUPABASE_DB_URL: own("SUPABASE_DB_URL") ?? stack.dbUrl, SUPABASE_URL: own("SUPABASE_URL") ?? stack.apiUrl };
+}
+
+/**
+ * The edge functions' settings as a script running beside the stack sees them: supabase/functions/.env,
+ * overridden by non-empty environment variables, with the DB and API URLs of this stack unless set.
+ */
+export async function functionsSettings(): Promise<Map<string, string>> {
+  let file: Record<string, string> = {};
+  try {
+    file = parseDotenv(await Deno.readTextFile(functionsEnv));
+  } catch {
+    // no .env: the environment alone
+  }
+  const merged: Record<string, string> = { ...file };
+  for (const [key, value] of Object.entries(Deno.env.toObject())) if (value !== "") merged[key] = value;
+  return new Map(Object.entries(withStackUrls(merged, stackUrls)));
 }
