@@ -1,4 +1,4 @@
--- The hand-written baseline of SPEC §8 (seed 002's pattern), on its own 10,000 rows:
+-- The hand-written baseline of docs/performance.md#targets (seed 002's pattern), on its own 10,000 rows:
 -- a profiles table with a credits column, a generations log with a foreign key to
 -- profiles and an index on it, and one plpgsql function that does a guarded decrement
 -- and inserts the log row. No idempotency, lots, expiry, quotas or rate limits. Plain

@@ -1,4 +1,4 @@
-// npm run bench: the performance targets of SPEC §8 for the credit engine, measured as
+// npm run bench: the performance targets of docs/performance.md#targets for the credit engine, measured as
 // ratios of pairs run back to back on one throw-away database.
 //
 // A cluster of its own (bench-db, beside the clone's other clusters; durable: fsync and synchronous_commit on, so
@@ -644,7 +644,7 @@ function printTable(
   console.log(
     `\n${bold("Credit engine benchmarks")} ${
       dim(
-        `(SPEC §8; ${info.clients} clients, ${THREADS} threads, -M prepared, ${info.duration} s per side in ABBA rounds, fsync on${
+        `(docs/performance.md#targets; ${info.clients} clients, ${THREADS} threads, -M prepared, ${info.duration} s per side in ABBA rounds, fsync on${
           info.apply ? `, with ${info.apply}` : ""
         })`,
       )
@@ -711,11 +711,11 @@ function printTable(
   if (missed.length) console.log(yellow(`${missed.length} target(s) missed: see bench/README.md for why.`));
 }
 
-/** SPEC §8: stripe-webhook (signature + full processing) >= 0.35 x verify + insert the raw event. */
+/** docs/performance.md#targets: stripe-webhook (signature + full processing) >= 0.35 x verify + insert the raw event. */
 function printWebhook(w: WebhookBenchResult): void {
   const target = 0.35;
   const met = w.ratio >= target;
-  console.log(`\n${bold("Webhook benchmark")} ${dim("(SPEC §8; signed invoice.paid deliveries: payment, plan credits, audit)")}`);
+  console.log(`\n${bold("Webhook benchmark")} ${dim("(docs/performance.md#targets; signed invoice.paid deliveries: payment, plan credits, audit)")}`);
   console.log(`  baseline  verify signature + insert raw event  ${w.baseline.perSecond.toFixed(0).padStart(6)} events/s`);
   console.log(`  full      stripe-webhook handler               ${w.full.perSecond.toFixed(0).padStart(6)} events/s`);
   console.log(`  ratio ${w.ratio.toFixed(2)}  target ≥ ${target.toFixed(2)}  ${met ? green("met") : red(`MISSED by ${(target - w.ratio).toFixed(2)}`)}`);

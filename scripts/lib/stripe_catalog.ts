@@ -1,4 +1,4 @@
-// The catalog in Stripe (SPEC §4.16): a Product and a Price for every active paid plan and
+// The catalog in Stripe (docs/billing.md#catalog-in-stripe): a Product and a Price for every active paid plan and
 // every active credit pack, found by the Price's lookup_key (= the catalog key).
 //
 // - A missing product or price is created; a product whose name changed is renamed.

@@ -125,7 +125,7 @@ export async function runSummaryBench(db: Db, seconds: number): Promise<SummaryB
 export function printSummaryBench(r: SummaryBenchResult): void {
   const met = r.ratio <= TARGET;
   console.log(`\n${bold("Usage summary benchmark")} ${
-    dim(`(SPEC §4.12; one account's month by day, ${CLIENTS} clients, pgbench -M prepared, A B B A with a control)`)}`);
+    dim(`(docs/performance.md#targets; one account's month by day, ${CLIENTS} clients, pgbench -M prepared, A B B A with a control)`)}`);
   for (const s of r.sizes) {
     console.log(`  ${s.events.toLocaleString("en").padStart(11)} events  summary ${s.summary.latencyMs.toFixed(2).padStart(7)} ms  control ${
       s.control.latencyMs.toFixed(2).padStart(6)} ms  plain group by ${s.rawGroupBy.latencyMs.toFixed(2).padStart(8)} ms  (${

@@ -1,4 +1,4 @@
--- Overage: chosen actions run past the wallet, billed through a Stripe Billing Meter (SPEC §4.14).
+-- Overage: chosen actions run past the wallet, billed through a Stripe Billing Meter (docs/credits.md#overage).
 --
 --   plans.limits.overage   {"actions": [...], "categories": [...], "max_units_per_period": n,
 --                           "stripe_meter_event_name": "..."}

@@ -129,7 +129,7 @@ async function attempt<T>(
   }
 }
 
-/** Runs `fn` as the verified user (or whatever role the token carries); errors mapped per SPEC §6. */
+/** Runs `fn` as the verified user (or whatever role the token carries); errors mapped per docs/errors.md#sqlstate-to-http. */
 export function asUser<T>(
   jwt: VerifiedJwt,
   fn: (tx: TransactionSql) => Promise<T>,

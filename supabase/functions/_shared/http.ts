@@ -1,7 +1,7 @@
 /**
  * HTTP plumbing shared by the edge functions: JSON responses, the error
  * envelope `{"error": {"code", "message", "detail"?, "hint"?}}`, CORS for the
- * origins in ALLOWED_ORIGINS, and the Postgres error → HTTP mapping of SPEC §6
+ * origins in ALLOWED_ORIGINS, and the Postgres error → HTTP mapping of docs/errors.md
  * (PostgREST's rules: SQLSTATE PTxyz → status xyz).
  */
 import { type AppError, appError } from "./errors.ts";
@@ -111,7 +111,7 @@ export function isPostgresError(e: unknown): e is PgErrorFields {
 
 const STABLE_CODE = /^[a-z][a-z0-9_]*$/;
 
-/** Human messages for the stable codes of SPEC §6. */
+/** Human messages for the stable codes of docs/errors.md#stable-codes. */
 const MESSAGES: Record<string, string> = {
   insufficient_credits: "Not enough credits available for this action.",
   quota_exceeded: "The plan's quota for this period is used up.",
@@ -183,7 +183,7 @@ export interface FromPostgresErrorOptions {
 }
 
 /**
- * Maps a postgres.js error (or anything thrown) to an AppError, per SPEC §6:
+ * Maps a postgres.js error (or anything thrown) to an AppError, per docs/errors.md#sqlstate-to-http:
  *
  * | SQLSTATE | status | code |
  * |---|---|---|

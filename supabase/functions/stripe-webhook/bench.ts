@@ -1,5 +1,5 @@
 /**
- * The webhook figure of SPEC §8, for `npm run bench`:
+ * The webhook figure of docs/performance.md#targets, for `npm run bench`:
  *
  *   import { runWebhookBench } from "../supabase/functions/stripe-webhook/bench.ts";
  *   const figure = await runWebhookBench({ dbUrl, events: 2000, concurrency: 8 });

@@ -1,5 +1,5 @@
 /**
- * Metering for a customer's server, authenticated by an API key (SPEC §5):
+ * Metering for a customer's server, authenticated by an API key (docs/functions.md#usage):
  *
  *   POST /functions/v1/usage          {action, quantity?, idempotency_key?, metadata?}
  *                                     → consume_credits for the key's account (scope credits.consume)
@@ -9,7 +9,7 @@
  * `Authorization: Bearer lb_<prefix>_<secret>`. Each request is one call of one SQL
  * function in one transaction (private.consume_with_api_key and friends), run over the
  * function's direct connection: it checks the key, its scope and everything
- * consume_credits checks. Errors follow SPEC §6: 401 invalid_api_key for any bad key,
+ * consume_credits checks. Errors follow docs/errors.md: 401 invalid_api_key for any bad key,
  * 403 insufficient_scope, 400 invalid_input, 402 insufficient_credits, 404 not_found,
  * 409 idempotency_conflict, 429 rate_limited / quota_exceeded with Retry-After (every call
  * takes a cell from the key's own bucket, then metering one from the account's).
@@ -79,7 +79,7 @@ export async function parseUsageRequest(request: Request): Promise<Result<UsageR
   return ok(parsed.data);
 }
 
-/** Runs one SQL function; database errors become AppErrors per SPEC §6. */
+/** Runs one SQL function; database errors become AppErrors per docs/errors.md#sqlstate-to-http. */
 async function call(run: (sql: ReturnType<typeof getDb>) => Promise<unknown>): Promise<Result<unknown>> {
   try {
     return ok(await run(getDb()));
