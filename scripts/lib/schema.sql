@@ -12,7 +12,7 @@ with
 platform(nspname) as (
   values ('auth'), ('storage'), ('extensions'), ('supabase_migrations'), ('cron'), ('graphql'),
          ('graphql_public'), ('realtime'), ('_realtime'), ('vault'), ('pgsodium'), ('pgsodium_masks'),
-         ('net'), ('supabase_functions'), ('pgbouncer'), ('_analytics'), ('tests')
+         ('net'), ('supabase_functions'), ('pgbouncer'), ('_analytics')
 ),
 ours as (
   select n.oid, n.nspname
