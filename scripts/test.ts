@@ -245,7 +245,7 @@ async function releasedCheck(): Promise<Outcome> {
       ? dim(`(not released yet: ${verdict.unreleased.join(", ")}; \`npm run release\` freezes them)`)
       : "";
     if (verdict.problems.length) {
-      console.log(`  ${red("✗")} a released migration changed: add a new migration instead ${pending}`);
+      console.log(`  ${red("✗")} a released migration changed or disappeared: add a new migration instead ${pending}`);
       return { passed: 0, failed: 1, skipped: 0 };
     }
     console.log(`  ${green("✓")} every released migration is unchanged ${pending}`);
