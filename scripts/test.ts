@@ -2,8 +2,9 @@
 //
 // A throw-away cluster of its own (never the one `npm start` runs), the platform
 // bootstrap and its fidelity tests, the migrations and seed through the real Supabase
-// CLI, pgTAP, Deno tests, `supabase db lint`, `supabase db advisors` and the types
-// drift check. Ends with one line: "N passed, N failed".
+// CLI, pgTAP, Deno tests, `supabase db lint`, `supabase db advisors`, the drift checks of
+// supabase/schema/ and the types, and the released-migrations check. Ends with one line:
+// "N passed, N failed".
 import { join, relative } from "node:path";
 import { bold, dim, formatMs, green, main, parseArgs, red, step, UserError } from "./lib/log.ts";
 import { Cluster, ensurePackages, freePort, portInUse } from "./lib/postgres.ts";
@@ -14,11 +15,14 @@ import { parseDenoSummary, parseProveOutput } from "./lib/tap.ts";
 import { UPGRADE_FROM, upgradeTest } from "./lib/upgrade.ts";
 import { DEFAULT_JWT_SECRET, testClusterDir } from "./lib/config.ts";
 import { lintGate } from "./lib/lint.ts";
+import { databaseSnapshot, driftReport, readSnapshot, schemaDrift } from "./lib/schema.ts";
+import { checkReleased, migrationHashes, readReleased } from "./lib/released.ts";
 
 const usage = `usage: npm test [-- [--keep] [--only=steps] [files...]]
 
   --keep         leave the test database running afterwards (its URL is printed)
-  --only=LIST    run only these steps (comma list): pgtap, deno, upgrade, lint, advisors, types (drift and deno check)
+  --only=LIST    run only these steps (comma list): released, schema, pgtap, deno, upgrade, lint, advisors,
+                 types (drift and deno check)
   files...       run only these pgTAP (.sql) or Deno (.ts) test files`;
 
 type Outcome = { name: string; passed: number; failed: number; skipped: number; ms: number; note?: string };
@@ -26,13 +30,15 @@ type Outcome = { name: string; passed: number; failed: number; skipped: number; 
 await main(async () => {
   const { flags, positional } = parseArgs(Deno.args, { keep: "boolean", only: "string" }, usage);
   const only = typeof flags.only === "string" ? new Set(flags.only.split(",")) : null;
-  const known = ["pgtap", "deno", "upgrade", "lint", "advisors", "types"];
+  const known = ["released", "schema", "pgtap", "deno", "upgrade", "lint", "advisors", "types"];
   for (const s of only ?? []) if (!known.includes(s)) throw new UserError(`unknown step "${s}"`, usage);
   const wants = (s: string) => !only || only.has(s);
   const sqlFiles = positional.filter((f) => f.endsWith(".sql"));
   const tsFiles = positional.filter((f) => f.endsWith(".ts"));
   const outcomes: Outcome[] = [];
   const started = performance.now();
+
+  if (positional.length === 0 && wants("released")) outcomes.push(await releasedCheck());
 
   await step("Checking Debian packages (PostgreSQL 15, pgTAP, plpgsql_check, pg_prove)", () => ensurePackages(console.log));
 
@@ -51,6 +57,8 @@ await main(async () => {
       const applied = await pushMigrations(url);
       console.log(dim(`    ${applied.length} migrations applied`));
     });
+    // Read right after the migrations, before any test adds to the database.
+    if (positional.length === 0 && wants("schema")) outcomes.push(await schemaSnapshotDrift(url));
 
     if (wants("pgtap")) {
       const files = sqlFiles.length ? withHelpers(sqlFiles) : await sqlIn(databaseTestsDir);
@@ -224,6 +232,39 @@ async function lint(cluster: Cluster, url: string): Promise<Outcome> {
     }
     console.log(`  ${verdict.ok ? green("✓") : red("✗")} ${name}`);
     return { passed: verdict.ok ? 1 : 0, failed: verdict.ok ? 0 : 1, skipped: 0 };
+  });
+}
+
+/** Released migrations are frozen: each listed in supabase/migrations/released.txt must be there unchanged. */
+async function releasedCheck(): Promise<Outcome> {
+  return await timed("released migrations unchanged", async () => {
+    console.log(`${dim("•")} released migrations: comparing supabase/migrations with released.txt…`);
+    const verdict = checkReleased(await readReleased(), await migrationHashes());
+    for (const line of verdict.problems) console.log(`      ${red(line)}`);
+    const pending = verdict.unreleased.length
+      ? dim(`(not released yet: ${verdict.unreleased.join(", ")}; \`npm run release\` freezes them)`)
+      : "";
+    if (verdict.problems.length) {
+      console.log(`  ${red("✗")} a released migration changed or disappeared: add a new migration instead ${pending}`);
+      return { passed: 0, failed: 1, skipped: 0 };
+    }
+    console.log(`  ${green("✓")} every released migration is unchanged ${pending}`);
+    return { passed: 1, failed: 0, skipped: 0 };
+  });
+}
+
+/** supabase/schema/ must be what the migrations produce (`npm run schema` writes it). */
+async function schemaSnapshotDrift(url: string): Promise<Outcome> {
+  return await timed("schema drift", async () => {
+    console.log(`${dim("•")} schema drift: comparing supabase/schema/ with the database the migrations built…`);
+    const report = driftReport(schemaDrift(await readSnapshot(), await databaseSnapshot(url)));
+    if (report.length === 0) {
+      console.log(`  ${green("✓")} supabase/schema/ matches the migrations`);
+      return { passed: 1, failed: 0, skipped: 0 };
+    }
+    console.log(`  ${red("✗")} ${report[0]}`);
+    for (const line of report.slice(1)) console.log(`      ${line}`);
+    return { passed: 0, failed: 1, skipped: 0 };
   });
 }
 
