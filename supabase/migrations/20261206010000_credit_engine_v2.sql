@@ -276,7 +276,7 @@ comment on function private.write_ledger(public.credit_balances, bigint, text, u
 -- ---------------------------------------------------------------------------
 -- One home for the low-balance signal and for the result of a consumption
 -- ---------------------------------------------------------------------------
-create or replace function private.signal_low_balance(wallet public.credit_balances, spent bigint)
+create or replace function private.signal_low_balance(wallet public.credit_balances, spent bigint, setting bigint default null)
 returns void
 language plpgsql
 set search_path = ''
@@ -285,16 +285,17 @@ declare
   threshold bigint;
 begin
   -- Once, on the crossing: available was at or above the threshold before this change.
+  -- (setting: the low_balance_threshold setting, when the caller has read it already)
   if spent <= 0 then
     return;
   end if;
-  threshold := coalesce(wallet.low_balance_threshold, private.low_balance_threshold());
+  threshold := coalesce(wallet.low_balance_threshold, setting, private.low_balance_threshold());
   if wallet.available < threshold and wallet.available + spent >= threshold then
     perform private.on_low_balance(wallet.account_id, wallet.available);
   end if;
 end
 $$;
-comment on function private.signal_low_balance(public.credit_balances, bigint) is
+comment on function private.signal_low_balance(public.credit_balances, bigint, bigint) is
   'Signals low balance (private.on_low_balance) when a change that took spent credits from available made it cross the wallet''s threshold (its own, else the low_balance_threshold setting).';
 
 create or replace function private.usage_result(
@@ -314,6 +315,38 @@ end
 $$;
 comment on function private.usage_result(uuid, bigint, bigint, bigint, boolean, bigint) is
   'The result object of consume_credits, first call or replay: {usage_event_id, credits_charged, balance, available, replayed[, overage_units]}.';
+
+-- ---------------------------------------------------------------------------
+-- One home for the rate limit (GCRA) and for the quota period
+-- ---------------------------------------------------------------------------
+create or replace function private.gcra_admits(tat timestamptz, at timestamptz, emission interval, capacity integer)
+returns boolean
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  -- GCRA: a call is admitted when the theoretical arrival time it would leave is within
+  -- capacity emission intervals of now (a bucket that refills one call per emission).
+  return tat is null or greatest(tat, at) + emission <= at + emission * capacity;
+end
+$$;
+comment on function private.gcra_admits(timestamptz, timestamptz, interval, integer) is
+  'The rate limit on the wallet row (GCRA): whether a call at time at is admitted, given the theoretical arrival time tat, the emission interval (1 / refill per second) and the capacity. The next tat is greatest(tat, at) + emission.';
+
+create or replace function private.period_counters(counted_from timestamptz, counters jsonb, period_start timestamptz)
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  -- Counters belong to the period they were counted in: a new period starts from zero.
+  return case when counted_from = period_start then counters else '{}'::jsonb end;
+end
+$$;
+comment on function private.period_counters(timestamptz, jsonb, timestamptz) is
+  'The quota counters of the wallet (quota_used, counted from quota_period_start) as they stand in the period starting at period_start: the same counters, or none when a new period has begun.';
 
 -- ---------------------------------------------------------------------------
 -- The charging statement
@@ -361,15 +394,13 @@ begin
                             else greatest(w.consume_tat, private.now()) + emission end,
          quota_period_start = case when counts then period_start else w.quota_period_start end,
          quota_used = case when not counts then w.quota_used
-                           else private.count_quota(case when w.quota_period_start = period_start then w.quota_used
-                                                         else '{}'::jsonb end,
+                           else private.count_quota(private.period_counters(w.quota_period_start, w.quota_used, period_start),
                                                     quantity, action_key, cap_action, category_key, cap_category) end
    where w.balance - credits - w.held - held_delta >= 0
      and (credits = 0 or w.lot_remaining >= credits)
      and (w.next_expiry_at is null or w.next_expiry_at > private.now())
-     and (emission is null or w.consume_tat is null
-          or greatest(w.consume_tat - private.now(), interval '0') + emission <= emission * capacity)
-     and (not counts or private.quota_fits(case when w.quota_period_start = period_start then w.quota_used else '{}'::jsonb end,
+     and (emission is null or private.gcra_admits(w.consume_tat, private.now(), emission, capacity))
+     and (not counts or private.quota_fits(private.period_counters(w.quota_period_start, w.quota_used, period_start),
                                            quantity, action_key, cap_action, category_key, cap_category))
   returning w.* into wallet;
   return wallet;
@@ -410,6 +441,80 @@ end
 $$;
 comment on function private.count_quota(jsonb, integer, text, bigint, text, bigint) is
   'The period''s counters (used) with quantity units counted for each capped key.';
+
+-- ---------------------------------------------------------------------------
+-- The wallet change of grants, expiry, holds and the explanation path
+-- ---------------------------------------------------------------------------
+-- (its guarded form is the charging statement now)
+drop function private.set_wallet(uuid, bigint, bigint, boolean);
+create or replace function private.set_wallet(account_id uuid, balance_delta bigint, held_delta bigint default 0)
+returns public.credit_balances
+language plpgsql
+set search_path = ''
+as $$
+declare
+  threshold bigint := private.low_balance_threshold();
+  wallet public.credit_balances;
+begin
+  update public.credit_balances w
+     set balance = w.balance + balance_delta,
+         held = w.held + held_delta,
+         updated_at = private.now(),
+         low_balance_since = case when w.balance + balance_delta - w.held - held_delta
+                                       < coalesce(w.low_balance_threshold, threshold)
+                                  then coalesce(w.low_balance_since, private.now()) end
+   where w.account_id = set_wallet.account_id
+  returning w.* into wallet;
+  perform private.signal_low_balance(wallet, held_delta - balance_delta, threshold);
+  return wallet;
+end
+$$;
+comment on function private.set_wallet(uuid, bigint, bigint) is
+  'Applies a change to a wallet its caller has locked and returns the new row, signalling once when available falls below the wallet''s low-balance threshold (private.signal_low_balance).';
+
+-- ---------------------------------------------------------------------------
+-- The explanation path's quota counting, with the period rule in one place
+-- ---------------------------------------------------------------------------
+create or replace function private.use_quota(
+  account_id uuid, action public.billable_actions, quantity integer, limits jsonb,
+  period_start timestamptz, period_end timestamptz, mode text default 'count'
+) returns text[]
+language plpgsql
+set search_path = ''
+as $$
+declare
+  quota_key text;
+  cap bigint;
+  used bigint;
+  counters jsonb;
+  counted text[] := '{}';
+begin
+  if limits is null or jsonb_typeof(limits -> 'quotas') <> 'object'
+     or not (limits -> 'quotas' ?| array[action.key, 'category:' || action.category]) then
+    return counted;
+  end if;
+  -- The wallet row holds the counters (and is the lock that serializes the account).
+  select private.period_counters(w.quota_period_start, w.quota_used, use_quota.period_start)
+    into counters
+  from public.credit_balances w where w.account_id = use_quota.account_id
+  for update;
+  foreach quota_key in array array[action.key, 'category:' || action.category] loop
+    cap := (limits -> 'quotas' ->> quota_key)::bigint;
+    continue when cap is null;
+    used := coalesce((counters ->> quota_key)::bigint, 0);
+    if mode <> 'force' and used + quantity > cap then
+      raise exception using errcode = 'PT429', message = 'quota_exceeded',
+        detail = pg_catalog.jsonb_build_object('quota', quota_key, 'limit', cap, 'resets_at', period_end)::text,
+        hint = pg_catalog.format('resets at %s', pg_catalog.to_char(period_end at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'));
+    end if;
+    counters := counters || pg_catalog.jsonb_build_object(quota_key, used + quantity);
+    counted := counted || quota_key;
+  end loop;
+  update public.credit_balances w set quota_period_start = use_quota.period_start, quota_used = counters
+  where w.account_id = use_quota.account_id;
+  return counted;
+end
+$$;
 
 -- ---------------------------------------------------------------------------
 -- Spending on the explanation path: the wallet locked, the lots drawn in order
@@ -548,7 +653,7 @@ begin
   if on_wallet then
     at := private.now();
     emission := pg_catalog.make_interval(secs => 1.0 / refill::float8);
-    if greatest(wallet.consume_tat, at) + emission > at + emission * capacity then
+    if not private.gcra_admits(wallet.consume_tat, at, emission, capacity) then
       perform private.raise_rate_limited('consume_credits', capacity, refill, wallet.consume_tat, at);
     end if;
     update public.credit_balances w set consume_tat = greatest(w.consume_tat, at) + emission
@@ -562,8 +667,8 @@ begin
     covered := greatest(wallet.available, 0);
     uncovered := cost - covered;
     cap := (limits -> 'overage' ->> 'max_units_per_period')::bigint;
-    select case when w.quota_period_start = consume_slowly.period_start
-                then coalesce((w.quota_used ->> 'overage:credits')::bigint, 0) else 0 end
+    select coalesce((private.period_counters(w.quota_period_start, w.quota_used, consume_slowly.period_start)
+                     ->> 'overage:credits')::bigint, 0)
       into used
     from public.credit_balances w where w.account_id = consume_slowly.account_id;
     if used + uncovered > cap then
@@ -575,7 +680,7 @@ begin
     end if;
     update public.credit_balances w
        set quota_period_start = consume_slowly.period_start,
-           quota_used = case when w.quota_period_start = consume_slowly.period_start then w.quota_used else '{}'::jsonb end
+           quota_used = private.period_counters(w.quota_period_start, w.quota_used, consume_slowly.period_start)
                         || pg_catalog.jsonb_build_object('overage:credits', used + uncovered)
      where w.account_id = consume_slowly.account_id;
     insert into public.usage_overages (usage_event_id, account_id, action, overage_units, period_start, stripe_meter_event_name)
@@ -684,7 +789,7 @@ begin
   end if;
   perform private.write_entry(wallet, -cost, 'consume', usage_event_id => event_id, metadata => metadata,
                               action => act.key, quantity => quantity, usage_key => idempotency_key);
-  perform private.signal_low_balance(wallet, cost);
+  perform private.signal_low_balance(wallet, cost, info.threshold);
   return private.usage_result(event_id, cost, wallet.balance, wallet.available, false);
 end
 $$;
