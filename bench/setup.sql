@@ -40,9 +40,11 @@ select ('00000000-0000-4000-8000-' || lpad((1 + g % :accounts)::text, 12, '0')):
        now() - make_interval(secs => (:ledger_rows - g))
 from generate_series(0, :ledger_rows - 1) g;
 
--- Enough credits for every measured call: one never-expiring promo lot per wallet,
--- through the real grant function (wallet, lot and ledger stay consistent).
-select count(private.grant_credits(a.id, 1000000000000, 'promo'))
+-- Enough credits for every measured call: one promo lot per wallet, expiring in 2100 so
+-- that it comes first in draw-down order (before the never-expiring signup bonus), through
+-- the real grant function (wallet, lot and ledger stay consistent; the wallet row then
+-- carries this lot, as it carries the first lot of any wallet).
+select count(private.grant_credits(a.id, 1000000000000, 'promo', '2100-01-01 00:00:00+00'))
 from public.accounts a
 where a.id::text like '00000000-0000-4000-8000-%';
 
@@ -60,17 +62,15 @@ $$;
 create function bench.required_writes(account uuid) returns void
 language plpgsql security definer set search_path = '' as $$
 declare
-  event_id uuid;
-  after_balance bigint;
+  wallet public.credit_balances;
 begin
-  insert into public.usage_events (account_id, action, quantity, credits_charged)
-  values (account, 'bench_floor', 1, 1) returning id into event_id;
-  update public.credit_balances w set balance = w.balance - 1 where w.account_id = account
-  returning w.balance into after_balance;
-  update public.credit_grants g set remaining = g.remaining - 1
-  where g.id = (select f.id from public.credit_grants f where f.account_id = account and f.remaining > 0
-                order by f.expires_at, f.paid, f.created_at, f.seq limit 1);
-  insert into public.credit_ledger (account_id, delta, balance_after, available_after, reason, usage_event_id)
-  values (account, -1, after_balance, after_balance, 'consume', event_id);
+  -- The two rows a consumption writes: the wallet (balance and the lot it carries) and one
+  -- entry that is both ledger entry and usage event.
+  update public.credit_balances w set balance = w.balance - 1, lot_remaining = w.lot_remaining - 1
+  where w.account_id = account
+  returning w.* into wallet;
+  insert into ledger.entries (account_id, delta, balance_after, available_after, reason, usage_event_id,
+                              action, quantity, credits_charged)
+  values (account, -1, wallet.balance, wallet.available, 'consume', pg_catalog.gen_random_uuid(), 'bench_floor', 1, 1);
 end
 $$;

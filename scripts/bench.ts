@@ -72,7 +72,7 @@ const pairs: Pair[] = [
     key: "hotfloor",
     title: "1b. required writes (info)",
     baseline: { label: "bare update, 1 row", file: "bare_update_hot.sql" },
-    candidate: { label: "4 row writes, 1 account", file: "floor_required_writes_hot.sql" },
+    candidate: { label: "2 row writes, 1 account", file: "floor_required_writes_hot.sql" },
     kind: "throughput",
     target: null,
   },
@@ -158,7 +158,7 @@ const pairs: Pair[] = [
     key: "floor",
     title: "2c. required writes (info)",
     baseline: { label: "bare update, 10k rows", file: "bare_update_spread.sql" },
-    candidate: { label: "4 row writes, no checks", file: "floor_required_writes.sql" },
+    candidate: { label: "2 row writes, no checks", file: "floor_required_writes.sql" },
     kind: "throughput",
     target: null,
   },
@@ -340,7 +340,7 @@ class Bench {
   async settle(): Promise<void> {
     await this.sql({
       command:
-        "vacuum (analyze) bench.wallets, bench.profiles, public.credit_balances, public.credit_grants, " +
+        "vacuum (analyze) bench.wallets, bench.profiles, public.credit_balances, ledger.lots, " +
         "private.rate_limit_buckets",
     });
   }

@@ -211,14 +211,14 @@ isOneToOne: false
                   ]
                 },"credit_balances": {
                   Row: {
-                    "account_id": string,"available": number | null,"balance": number,"consume_tat": string | null,"held": number,"low_balance_since": string | null,"low_balance_threshold": number | null,"next_expiry_at": string | null,"quota_period_start": string | null,"quota_used": NonNullable<Json>,"updated_at": string
+                    "account_id": string,"available": number | null,"balance": number,"consume_tat": string | null,"held": number,"lot_id": string | null,"lot_remaining": number | null,"low_balance_since": string | null,"low_balance_threshold": number | null,"next_expiry_at": string | null,"quota_period_start": string | null,"quota_used": NonNullable<Json>,"updated_at": string
                   }
                   ComputedFields: never
                   Insert: {
-                    "account_id": string,"available"?: never,"balance"?: number,"consume_tat"?: string | null,"held"?: number,"low_balance_since"?: string | null,"low_balance_threshold"?: number | null,"next_expiry_at"?: string | null,"quota_period_start"?: string | null,"quota_used"?: NonNullable<Json>,"updated_at"?: string
+                    "account_id": string,"available"?: never,"balance"?: number,"consume_tat"?: string | null,"held"?: number,"lot_id"?: string | null,"lot_remaining"?: number | null,"low_balance_since"?: string | null,"low_balance_threshold"?: number | null,"next_expiry_at"?: string | null,"quota_period_start"?: string | null,"quota_used"?: NonNullable<Json>,"updated_at"?: string
                   }
                   Update: {
-                    "account_id"?: string,"available"?: never,"balance"?: number,"consume_tat"?: string | null,"held"?: number,"low_balance_since"?: string | null,"low_balance_threshold"?: number | null,"next_expiry_at"?: string | null,"quota_period_start"?: string | null,"quota_used"?: NonNullable<Json>,"updated_at"?: string
+                    "account_id"?: string,"available"?: never,"balance"?: number,"consume_tat"?: string | null,"held"?: number,"lot_id"?: string | null,"lot_remaining"?: number | null,"low_balance_since"?: string | null,"low_balance_threshold"?: number | null,"next_expiry_at"?: string | null,"quota_period_start"?: string | null,"quota_used"?: NonNullable<Json>,"updated_at"?: string
                   }
                   Relationships: [
                     {
@@ -231,32 +231,6 @@ isOneToOne: true
       foreignKeyName: "credit_balances_account_id_fkey"
       columns: ["account_id"]
 isOneToOne: true
-      referencedRelation: "accounts"
-      referencedColumns: ["id"]
-    }
-                  ]
-                },"credit_grants": {
-                  Row: {
-                    "account_id": string,"amount": number,"created_at": string,"expires_at": string | null,"id": string,"idempotency_key": string | null,"metadata": NonNullable<Json>,"paid": boolean | null,"payment_id": string | null,"remaining": number,"seq": number,"source": string
-                  }
-                  ComputedFields: never
-                  Insert: {
-                    "account_id": string,"amount": number,"created_at"?: string,"expires_at"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"paid"?: never,"payment_id"?: string | null,"remaining": number,"seq"?: never,"source": string
-                  }
-                  Update: {
-                    "account_id"?: string,"amount"?: number,"created_at"?: string,"expires_at"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"paid"?: never,"payment_id"?: string | null,"remaining"?: number,"seq"?: never,"source"?: string
-                  }
-                  Relationships: [
-                    {
-      foreignKeyName: "credit_grants_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
-      referencedRelation: "account_entitlements"
-      referencedColumns: ["account_id"]
-    },{
-      foreignKeyName: "credit_grants_account_id_fkey"
-      columns: ["account_id"]
-isOneToOne: false
       referencedRelation: "accounts"
       referencedColumns: ["id"]
     }
@@ -285,27 +259,7 @@ isOneToOne: false
 isOneToOne: false
       referencedRelation: "accounts"
       referencedColumns: ["id"]
-    },{
-      foreignKeyName: "credit_holds_usage_event_id_fkey"
-      columns: ["usage_event_id"]
-isOneToOne: false
-      referencedRelation: "usage_events"
-      referencedColumns: ["id"]
     }
-                  ]
-                },"credit_ledger": {
-                  Row: {
-                    "account_id": string,"actor_role": string,"actor_user_id": string | null,"available_after": number,"balance_after": number,"created_at": string,"delta": number,"grant_id": string | null,"hold_id": string | null,"id": number,"idempotency_key": string | null,"metadata": NonNullable<Json>,"payment_id": string | null,"reason": string,"usage_event_id": string | null
-                  }
-                  ComputedFields: never
-                  Insert: {
-                    "account_id": string,"actor_role"?: string,"actor_user_id"?: string | null,"available_after": number,"balance_after": number,"created_at"?: string,"delta": number,"grant_id"?: string | null,"hold_id"?: string | null,"id"?: never,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"payment_id"?: string | null,"reason": string,"usage_event_id"?: string | null
-                  }
-                  Update: {
-                    "account_id"?: string,"actor_role"?: string,"actor_user_id"?: string | null,"available_after"?: number,"balance_after"?: number,"created_at"?: string,"delta"?: number,"grant_id"?: string | null,"hold_id"?: string | null,"id"?: never,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"payment_id"?: string | null,"reason"?: string,"usage_event_id"?: string | null
-                  }
-                  Relationships: [
-                    
                   ]
                 },"credit_packs": {
                   Row: {
@@ -503,20 +457,6 @@ isOneToOne: false
       referencedColumns: ["key"]
     }
                   ]
-                },"usage_events": {
-                  Row: {
-                    "account_id": string,"action": string,"api_key_id": string | null,"created_at": string,"credits_charged": number,"hold_id": string | null,"id": string,"idempotency_key": string | null,"metadata": NonNullable<Json>,"quantity": number,"user_id": string | null,"writer_xid": unknown
-                  }
-                  ComputedFields: never
-                  Insert: {
-                    "account_id": string,"action": string,"api_key_id"?: string | null,"created_at"?: string,"credits_charged": number,"hold_id"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"quantity": number,"user_id"?: string | null,"writer_xid"?: unknown
-                  }
-                  Update: {
-                    "account_id"?: string,"action"?: string,"api_key_id"?: string | null,"created_at"?: string,"credits_charged"?: number,"hold_id"?: string | null,"id"?: string,"idempotency_key"?: string | null,"metadata"?: NonNullable<Json>,"quantity"?: number,"user_id"?: string | null,"writer_xid"?: unknown
-                  }
-                  Relationships: [
-                    
-                  ]
                 },"usage_overages": {
                   Row: {
                     "account_id": string,"action": string,"created_at": string,"overage_units": number,"period_start": string,"reported_at": string | null,"stripe_meter_event_name": string,"usage_event_id": string
@@ -640,6 +580,60 @@ isOneToOne: false
                   }
                   ComputedFields: never
                   Relationships: [
+                    
+                  ]
+                },"credit_grants": {
+                  Row: {
+                    "account_id": string,"amount": number,"created_at": string,"expires_at": string | null,"id": string,"idempotency_key": string | null,"metadata": NonNullable<Json>,"paid": boolean | null,"payment_id": string | null,"remaining": number | null,"seq": number,"source": string
+                  }
+                  ComputedFields: never
+                  Insert: {
+                           "account_id"?: string | null,"amount"?: number | null,"created_at"?: string | null,"expires_at"?: string | null,"id"?: string | null,"idempotency_key"?: string | null,"metadata"?: Json | null,"paid"?: boolean | null,"payment_id"?: string | null,"remaining"?: number | null,"seq"?: number | null,"source"?: string | null
+                         }
+                        Update: {
+                           "account_id"?: string | null,"amount"?: number | null,"created_at"?: string | null,"expires_at"?: string | null,"id"?: string | null,"idempotency_key"?: string | null,"metadata"?: Json | null,"paid"?: boolean | null,"payment_id"?: string | null,"remaining"?: number | null,"seq"?: number | null,"source"?: string | null
+                         }
+                        Relationships: [
+                    {
+      foreignKeyName: "credit_grants_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "account_entitlements"
+      referencedColumns: ["account_id"]
+    },{
+      foreignKeyName: "credit_grants_account_id_fkey"
+      columns: ["account_id"]
+isOneToOne: false
+      referencedRelation: "accounts"
+      referencedColumns: ["id"]
+    }
+                  ]
+                },"credit_ledger": {
+                  Row: {
+                    "account_id": string,"actor_role": string,"actor_user_id": string | null,"available_after": number | null,"balance_after": number | null,"created_at": string,"delta": number,"grant_id": string | null,"hold_id": string | null,"id": number,"idempotency_key": string | null,"metadata": NonNullable<Json>,"payment_id": string | null,"reason": string,"usage_event_id": string | null
+                  }
+                  ComputedFields: never
+                  Insert: {
+                           "account_id"?: string | null,"actor_role"?: string | null,"actor_user_id"?: string | null,"available_after"?: number | null,"balance_after"?: number | null,"created_at"?: string | null,"delta"?: number | null,"grant_id"?: string | null,"hold_id"?: string | null,"id"?: number | null,"idempotency_key"?: string | null,"metadata"?: Json | null,"payment_id"?: string | null,"reason"?: string | null,"usage_event_id"?: string | null
+                         }
+                        Update: {
+                           "account_id"?: string | null,"actor_role"?: string | null,"actor_user_id"?: string | null,"available_after"?: number | null,"balance_after"?: number | null,"created_at"?: string | null,"delta"?: number | null,"grant_id"?: string | null,"hold_id"?: string | null,"id"?: number | null,"idempotency_key"?: string | null,"metadata"?: Json | null,"payment_id"?: string | null,"reason"?: string | null,"usage_event_id"?: string | null
+                         }
+                        Relationships: [
+                    
+                  ]
+                },"usage_events": {
+                  Row: {
+                    "account_id": string,"action": string | null,"api_key_id": string | null,"created_at": string,"credits_charged": number | null,"hold_id": string | null,"id": string | null,"idempotency_key": string | null,"metadata": NonNullable<Json>,"quantity": number | null,"user_id": string | null,"writer_xid": unknown
+                  }
+                  ComputedFields: never
+                  Insert: {
+                           "account_id"?: string | null,"action"?: string | null,"api_key_id"?: string | null,"created_at"?: string | null,"credits_charged"?: number | null,"hold_id"?: string | null,"id"?: string | null,"idempotency_key"?: string | null,"metadata"?: Json | null,"quantity"?: number | null,"user_id"?: string | null,"writer_xid"?: unknown
+                         }
+                        Update: {
+                           "account_id"?: string | null,"action"?: string | null,"api_key_id"?: string | null,"created_at"?: string | null,"credits_charged"?: number | null,"hold_id"?: string | null,"id"?: string | null,"idempotency_key"?: string | null,"metadata"?: Json | null,"quantity"?: number | null,"user_id"?: string | null,"writer_xid"?: unknown
+                         }
+                        Relationships: [
                     
                   ]
                 }

@@ -85,7 +85,7 @@ async function measureSize(db: Db, events: number, seconds: number): Promise<Siz
   const folded = await step("Folding them into the rollup, then 200 events of the measured account left unfolded", async () => {
     const n = await psql(db, { command: "select private.fold_usage_events()" });
     await psql(db, { file: join(benchDir, "summary_tail.sql") });
-    await psql(db, { command: "vacuum analyze public.usage_events, private.usage_rollup" });
+    await psql(db, { command: "vacuum analyze ledger.entries, private.usage_rollup" });
     return Number(n);
   });
   const [total, accountEvents, rollupRows] = (await psql(db, {

@@ -328,7 +328,7 @@ select tests.authenticate_as('t21_owner');
 select throws_ok($$ update public.credit_balances set balance = 1000000 where account_id = '21000000-0000-4000-8000-0000000000a0' $$,
   '42501', 'permission denied for table credit_balances', 'the owner cannot top up the balance directly');
 select throws_ok($$ insert into public.credit_grants (account_id, source, amount, remaining) values ('21000000-0000-4000-8000-0000000000a0', 'promo', 1000, 1000) $$,
-  '42501', 'permission denied for table credit_grants', 'the owner cannot grant credits directly');
+  '42501', 'permission denied for view credit_grants', 'the owner cannot grant credits directly');
 select throws_ok($$ select private.grant_credits('21000000-0000-4000-8000-0000000000a0', 1000, 'promo') $$,
   '42501', 'permission denied for schema private', 'the owner cannot call the private grant function');
 select tests.clear_authentication();
@@ -391,9 +391,12 @@ select private.grant_credits('25000000-0000-4000-8000-0000000000a0', 10, 'subscr
 select private.grant_credits('25000000-0000-4000-8000-0000000000a0', 10, 'admin', null, 'e');
 select private.grant_credits('25000000-0000-4000-8000-0000000000a0', 10, 'referral', '2031-07-21 00:00+00', 'f');
 select private.grant_credits('25000000-0000-4000-8000-0000000000a0', 10, 'signup_bonus', null, 'g');
-update public.credit_grants g set created_at = now() - v.age
+-- (backdated in storage, as if granted over the past days; the wallet then reloads its first lot)
+update ledger.lots g set created_at = now() - v.age
 from (values ('a', interval '1 day'), ('b', '4 days'), ('c', '8 days'), ('d', '9 days'), ('e', '5 days'), ('f', '6 days'), ('g', '7 days')) v (k, age)
 where g.account_id = '25000000-0000-4000-8000-0000000000a0' and g.idempotency_key = v.k;
+select private.settle_lot('25000000-0000-4000-8000-0000000000a0');
+select private.load_lot('25000000-0000-4000-8000-0000000000a0');
 
 select results_eq(
   $$ select balance, next_expiry_at from public.credit_balances where account_id = '25000000-0000-4000-8000-0000000000a0' $$,

@@ -148,7 +148,7 @@ select results_eq(
 select tests.authenticate_as_anon();
 select throws_ok($$ select count(*) from public.credit_balances $$, '42501', 'permission denied for table credit_balances',
   'anon cannot query wallets at all');
-select throws_ok($$ select count(*) from public.usage_events $$, '42501', 'permission denied for table usage_events',
+select throws_ok($$ select count(*) from public.usage_events $$, '42501', 'permission denied for view usage_events',
   'anon cannot query usage');
 
 -- ---------------------------------------------------------------------------
@@ -163,7 +163,7 @@ select tests.authenticate_as_service_role();
 select throws_ok($$ update public.credit_balances set balance = 1000000 where account_id = '24000000-0000-4000-8000-0000000000a0' $$,
   '42501', 'permission denied for table credit_balances', 'service_role cannot set the balance either');
 select throws_ok($$ update public.credit_grants set remaining = 100 where account_id = '24000000-0000-4000-8000-0000000000a0' $$,
-  '42501', 'permission denied for table credit_grants', 'service_role cannot refill a lot');
+  '42501', 'permission denied for view credit_grants', 'service_role cannot refill a lot');
 select throws_ok($$ update public.credit_holds set status = 'released' where account_id = '24000000-0000-4000-8000-0000000000a0' $$,
   '42501', 'permission denied for table credit_holds', 'service_role cannot settle a hold by hand');
 select tests.clear_authentication();
@@ -185,21 +185,21 @@ select throws_ok($$ update public.credit_ledger set delta = 1000 where account_i
   '42501', 'permission denied', 'the runner (postgres) cannot update the ledger: trigger');
 select throws_ok($$ delete from public.credit_ledger where account_id = '24000000-0000-4000-8000-0000000000a0' $$,
   '42501', 'permission denied', 'the runner cannot delete ledger entries');
-select throws_ok($$ truncate public.credit_ledger $$,
+select throws_ok($$ truncate ledger.entries $$,
   '42501', 'permission denied', 'the runner cannot truncate the ledger');
 select throws_ok($$ update public.usage_events set credits_charged = 0 where account_id = '24000000-0000-4000-8000-0000000000a0' $$,
   '42501', 'permission denied', 'the runner cannot rewrite usage events');
 select throws_ok($$ delete from public.usage_events where account_id = '24000000-0000-4000-8000-0000000000a0' $$,
   '42501', 'permission denied', 'the runner cannot delete usage events');
 set local client_min_messages = warning;  -- no "truncate cascades to" notices
-select throws_ok($$ truncate public.usage_events cascade $$,
-  '42501', 'permission denied', 'the runner cannot truncate usage events (nor, through cascade, the ledger)');
+select throws_ok($$ truncate ledger.lots, ledger.entries cascade $$,
+  '42501', 'permission denied', 'the runner cannot truncate the lots and entries under the views (nor through cascade)');
 reset client_min_messages;
 select tests.authenticate_as_service_role();
 select throws_ok($$ delete from public.credit_ledger where account_id = '24000000-0000-4000-8000-0000000000a0' $$,
-  '42501', 'permission denied for table credit_ledger', 'service_role cannot delete ledger entries');
+  '42501', 'permission denied for view credit_ledger', 'service_role cannot delete ledger entries');
 select throws_ok($$ update public.usage_events set metadata = '{}' where account_id = '24000000-0000-4000-8000-0000000000a0' $$,
-  '42501', 'permission denied for table usage_events', 'service_role cannot update usage events');
+  '42501', 'permission denied for view usage_events', 'service_role cannot update usage events');
 select tests.clear_authentication();
 select results_eq(
   $$ select (select count(*)::int from public.credit_ledger where account_id = '24000000-0000-4000-8000-0000000000a0'),

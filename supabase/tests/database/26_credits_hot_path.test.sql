@@ -38,34 +38,46 @@ $$;
 -- column, not even in its predicate.
 select is(
   (select count(*)::int from pg_index i
-   where i.indrelid = 'public.credit_grants'::regclass
+   where i.indrelid = 'ledger.lots'::regclass
      and ((select attnum from pg_attribute where attrelid = i.indrelid and attname = 'remaining') = any (i.indkey)
           or coalesce(pg_get_expr(i.indpred, i.indrelid), '') ~ 'remaining'
           or coalesce(pg_get_expr(i.indexprs, i.indrelid), '') ~ 'remaining')),
-  0, 'no index of credit_grants mentions remaining, so a draw-down can be a HOT update');
+  0, 'no index of the lots mentions remaining, so a draw-down can be a HOT update');
 select is(
   (select count(*)::int from pg_index i, pg_attribute a
    where i.indrelid = 'public.credit_balances'::regclass and a.attrelid = i.indrelid
      and a.attname in ('balance', 'held', 'available', 'consume_tat', 'quota_period_start', 'quota_used',
-                       'low_balance_since', 'updated_at')
+                       'low_balance_since', 'updated_at', 'lot_id', 'lot_remaining')
      and (a.attnum = any (i.indkey)
           or coalesce(pg_get_expr(i.indpred, i.indrelid), '') ~ a.attname
           or coalesce(pg_get_expr(i.indexprs, i.indrelid), '') ~ a.attname)),
   0, 'no index of credit_balances mentions a column a consumption changes');
 select is(
   (select count(*)::int from pg_constraint c
-   where c.contype = 'f' and c.conrelid in ('public.usage_events'::regclass, 'public.credit_ledger'::regclass)
+   where c.contype = 'f' and c.conrelid = 'ledger.entries'::regclass
      and c.confrelid = 'public.accounts'::regclass),
   0, 'usage events and ledger entries take no KEY SHARE lock on the account row (no foreign key to accounts)');
 
--- Hana spends 3: the promo lot (soonest expiry) covers it, in place.
+-- Hana spends 3: the promo lot (soonest expiry, which the wallet row carries) covers it.
+create temp table t26_writes on commit drop as
+select pg_stat_get_xact_tuples_updated('ledger.lots'::regclass) as lots,
+       pg_stat_get_xact_tuples_inserted('ledger.entries'::regclass) as entries,
+       pg_stat_get_xact_tuples_updated('public.credit_balances'::regclass) as wallets,
+       pg_stat_get_xact_tuples_hot_updated('public.credit_balances'::regclass) as hot_wallets;
 select tests.authenticate_as('t26_hana');
 select is(public.consume_credits('26000000-0000-4000-8000-0000000000a0', 'api_call', 3) - 'usage_event_id',
   '{"balance": 102, "available": 102, "replayed": false, "credits_charged": 3}'::jsonb,
   'Hana spends 3 of 105');
 select tests.clear_authentication();
-select cmp_ok(pg_stat_get_xact_tuples_hot_updated('public.credit_grants'::regclass), '>=', 1::bigint,
-  'the lot was drawn down with a HOT update');
+select is(
+  (select format('lots %s, entries %s, wallets %s (HOT %s)',
+                 pg_stat_get_xact_tuples_updated('ledger.lots'::regclass) - lots,
+                 pg_stat_get_xact_tuples_inserted('ledger.entries'::regclass) - entries,
+                 pg_stat_get_xact_tuples_updated('public.credit_balances'::regclass) - wallets,
+                 pg_stat_get_xact_tuples_hot_updated('public.credit_balances'::regclass) - hot_wallets)
+   from t26_writes),
+  'lots 0, entries 1, wallets 1 (HOT 1)',
+  'two row writes: the wallet row in place (it carries the lot being drawn) and one entry that is ledger entry and usage event');
 select is(tests.t26_wallet(), '102/102/102 lots promo:2,purchase:100', 'the soonest-expiring lot paid');
 
 -- ---------------------------------------------------------------------------

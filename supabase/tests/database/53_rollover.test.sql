@@ -50,7 +50,7 @@ create function pg_temp.invariant() returns boolean language sql as $$
                                 and (expires_at is null or expires_at > private.now()))
 $$;
 create function pg_temp.spend(n bigint) returns void language sql as $$
-  select private.debit('53000000-0000-4000-8000-0000000000aa', n, 'consume')
+  select private.write_ledger(private.spend('53000000-0000-4000-8000-0000000000aa', n), -n, 'consume')
 $$;
 create function pg_temp.rolled(n int) returns public.credit_grants language sql as $$
   select g.* from public.credit_grants g

@@ -2,7 +2,7 @@
 -- invariant holds, and the rules still see the old state (quota counters, debts, holds,
 -- idempotency keys). Runs after supabase/tests/upgrade/fill.sql and the upgrade.
 begin;
-select plan(16);
+select plan(18);
 set local ledgerbase.now = '2026-12-01 10:00:00+00';
 
 create temp view after_state as
@@ -48,19 +48,27 @@ select is(
 select is((select balance from public.credit_balances where account_id = '0000000a-0000-4000-8000-000000000001'), 175::bigint,
   'the wallet with expiring lots lost only the 40 that expired: 50 + 100 + 25');
 
--- Usage analytics: the usage events of the previous release were folded by the upgrade,
--- each once, into the hourly rollup (nothing written since: it alone must match).
+-- Usage analytics: the usage events written before the upgrade keep their writer, so the
+-- next fold puts them into the hourly rollup, each once (nothing written since: it alone
+-- must match).
+select private.fold_usage_events();
 select bag_eq(
   $$ select r.account_id, r.hour, r.action, r.api_key_id, r.user_id, r.quantity, r.credits, r.events
      from private.usage_rollup r where r.account_id::text like '0000000a-%' $$,
   $$ select e.account_id, date_trunc('hour', e.created_at, 'UTC') as hour, e.action, e.api_key_id, e.user_id,
             sum(e.quantity)::bigint as quantity, sum(e.credits_charged)::bigint as credits, count(*) as events
      from public.usage_events e where e.account_id::text like '0000000a-%' group by 1, 2, 3, 4, 5 $$,
-  'the usage events of the previous release are in the usage rollup, each once');
+  'the usage events written before the upgrade are folded into the usage rollup, each once');
 
 -- The rules still see the old state.
 select is(public.consume_credits('0000000a-0000-4000-8000-000000000004', 'api_call', 2, 'call-1', '{"route": "/v1"}') ->> 'replayed',
   'true', 'an idempotency key used before the upgrade replays');
+select is(public.consume_credits('0000000a-0000-4000-8000-000000000005', 'upgrade_free', 2, 'free-1', '{"check": true}') - 'usage_event_id',
+  jsonb_build_object('credits_charged', 0, 'balance', 52, 'available', 52, 'replayed', true),
+  'usage that charged nothing before the upgrade replays, with the wallet as it stands');
+select is(
+  (select count(*) from public.credit_ledger where account_id = '0000000a-0000-4000-8000-000000000005' and delta = 0), 0::bigint,
+  'and it is not a ledger entry: the ledger shows changes of balance only');
 select throws_ok($$ select public.consume_credits('0000000a-0000-4000-8000-000000000004', 'api_call', 1) $$,
   'PT429', 'quota_exceeded', 'the 3 api_calls counted before the upgrade still use up the month''s quota');
 select is((select balance from public.credit_balances where account_id = '0000000a-0000-4000-8000-000000000003'), -25::bigint,
@@ -74,11 +82,11 @@ select is((select status from public.credit_holds where idempotency_key = 'lapse
 select is((public.capture_credits((select id from public.credit_holds where idempotency_key = 'live')) ->> 'credits_charged')::int, 20,
   'the hold opened before the upgrade is captured for what it reserved');
 
--- The audit entries of the previous release (signups, staff adjustments) were linked into the
--- new chain by the upgrade, and everything written since seals onto it without a break.
-select ok((select count(*) from public.audit_log where sealed_at is not null) > 0,
-  'the audit entries of the previous release were sealed into the new chain by the upgrade');
+-- The audit entries written before the upgrade (signups, staff adjustments) and everything
+-- written since seal into one chain without a break.
 select private.seal_audit_log();
+select ok((select count(*) from public.audit_log where sealed_at is null) = 0,
+  'every audit entry, before and after the upgrade, is sealed');
 select is_empty($$ select * from private.verify_audit_chain() $$,
   'the migrated chain and the entries written after the upgrade verify intact');
 

@@ -49,6 +49,9 @@ select public.consume_credits('0000000a-0000-4000-8000-000000000004', 'api_call'
 -- 5. a plain wallet with a history.
 select public.consume_credits('0000000a-0000-4000-8000-000000000005', 'ai_tokens', 4500);
 select public.admin_adjust_credits('0000000a-0000-4000-8000-000000000005', 7, 'goodwill', 'adj-1');
+-- ... and usage that charged nothing (a free action): a usage event without a ledger entry.
+insert into public.billable_actions (key, name, category, credits, unit_size) values ('upgrade_free', 'Free check', 'api', 0, 1);
+select public.consume_credits('0000000a-0000-4000-8000-000000000005', 'upgrade_free', 2, 'free-1', '{"check": true}');
 
 -- What clients can read, to compare after the upgrade.
 create schema upgrade_check;
