@@ -20,20 +20,22 @@ begin
     raise exception using errcode = '22023', message = 'invalid_input', detail = pg_catalog.format('invalid clawback reason %L', reason);
   end if;
   wallet := private.lock_wallet(clawback_credits.account_id);
+  perform private.settle_lot(clawback_credits.account_id);
   if idempotency_key is not null and exists (
     select from public.credit_ledger l
     where l.account_id = clawback_credits.account_id and l.idempotency_key = clawback_credits.idempotency_key
   ) then
+    perform private.load_lot(clawback_credits.account_id);
     return wallet;
   end if;
 
   -- The credits being taken back come first from the lot they were granted in.
   if from_grant is not null then
-    select least(g.remaining, clawback_credits.amount) into from_lot from public.credit_grants g
+    select least(g.remaining, clawback_credits.amount) into from_lot from ledger.lots g
     where g.id = from_grant and g.account_id = clawback_credits.account_id and g.remaining > 0
       and (g.expires_at is null or g.expires_at > private.now());
     from_lot := coalesce(from_lot, 0);
-    update public.credit_grants set remaining = remaining - from_lot where id = from_grant and from_lot > 0;
+    update ledger.lots set remaining = remaining - from_lot where id = from_grant and from_lot > 0;
   end if;
 
   -- Then from the other lots the payment still delivers (rolled over, given back), soonest
@@ -42,7 +44,7 @@ begin
     with lots as (
       select g.id, g.remaining,
              sum(g.remaining) over (order by g.expires_at, g.created_at, g.seq) as upto
-      from public.credit_grants g
+      from ledger.lots g
       where g.account_id = clawback_credits.account_id and g.payment_id = clawback_credits.payment_id
         and g.id is distinct from from_grant and g.source <> 'clawback' and g.remaining > 0
         and (g.expires_at is null or g.expires_at > private.now())
@@ -50,14 +52,14 @@ begin
       select l.id, least(l.remaining, clawback_credits.amount - from_lot - (l.upto - l.remaining)) as n
       from lots l where l.upto - l.remaining < clawback_credits.amount - from_lot
     ), taken as (
-      update public.credit_grants g set remaining = g.remaining - take.n
+      update ledger.lots g set remaining = g.remaining - take.n
       from take where g.id = take.id
       returning take.n
     )
     select coalesce(sum(n), 0) into from_payment from taken;
   end if;
 
-  select coalesce(sum(g.remaining), 0) into positive from public.credit_grants g
+  select coalesce(sum(g.remaining), 0) into positive from ledger.lots g
   where g.account_id = clawback_credits.account_id and g.remaining > 0
     and (g.expires_at is null or g.expires_at > private.now());
   from_others := least(clawback_credits.amount - from_lot - from_payment, positive);
@@ -66,10 +68,10 @@ begin
   -- What could not be taken back is owed: a debt lot that new grants repay.
   owed := amount - from_lot - from_payment - from_others;
   if owed > 0 then
-    update public.credit_grants g set amount = g.amount - owed, remaining = g.remaining - owed
+    update ledger.lots g set amount = g.amount - owed, remaining = g.remaining - owed
     where g.account_id = clawback_credits.account_id and g.source = 'clawback' and g.remaining < 0;
     if not found then
-      insert into public.credit_grants (account_id, source, amount, remaining, payment_id, metadata)
+      insert into ledger.lots (account_id, source, amount, remaining, payment_id, metadata)
       values (clawback_credits.account_id, 'clawback', -owed, -owed, payment_id, coalesce(metadata, '{}'::jsonb));
     end if;
   end if;

@@ -10,8 +10,7 @@ begin
   -- As the table owner, like the cascade it replaces: the role deleting the account needs
   -- no rights on these tables. Called from a trigger, so the append-only triggers let
   -- these deletes through.
-  delete from public.usage_events e where e.account_id = old.id;
-  delete from public.credit_ledger l where l.account_id = old.id;
+  delete from ledger.entries l where l.account_id = old.id;
   return null;
 end
 $function$;

@@ -9,44 +9,36 @@ declare
   at timestamptz := private.now();
   taken bigint;
 begin
-  if amount <= 0 then
-    return;
+  -- The wallet is locked. Its lot first goes back to the lots table, then lots are drawn in
+  -- draw-down order, then the next lot goes on the wallet.
+  perform private.settle_lot(draw_down.account_id);
+  if amount > 0 then
+    with lots as (
+      select g.id, g.remaining,
+             sum(g.remaining) over (order by g.expires_at, g.paid, g.created_at, g.seq) as upto
+      from ledger.lots g
+      where g.account_id = draw_down.account_id
+        and g.remaining > 0
+        and (g.expires_at is null or g.expires_at > at)
+    ), take as (
+      select l.id, least(l.remaining, amount - (l.upto - l.remaining)) as n
+      from lots l
+      where l.upto - l.remaining < amount
+    ), drawn as (
+      update ledger.lots g set remaining = g.remaining - take.n
+      from take where g.id = take.id
+      returning take.n
+    )
+    select coalesce(sum(n), 0) into taken from drawn;
+    if taken <> amount then
+      raise exception using errcode = 'XX000', message = 'credit invariant violated',
+        detail = pg_catalog.format('account %s: drew %s of %s credits', account_id, taken, amount);
+    end if;
   end if;
-  -- Nearly always the first lot in draw-down order covers the charge: take it from there.
-  update public.credit_grants g set remaining = g.remaining - draw_down.amount
-  where g.id = (select f.id from public.credit_grants f
-                where f.account_id = draw_down.account_id and f.remaining > 0
-                  and (f.expires_at is null or f.expires_at > at)
-                order by f.expires_at, f.paid, f.created_at, f.seq
-                limit 1)
-    and g.remaining >= draw_down.amount;
-  if found then
-    return;
-  end if;
-  with lots as (
-    select g.id, g.remaining,
-           sum(g.remaining) over (order by g.expires_at, g.paid, g.created_at, g.seq) as upto
-    from public.credit_grants g
-    where g.account_id = draw_down.account_id
-      and g.remaining > 0
-      and (g.expires_at is null or g.expires_at > at)
-  ), take as (
-    select l.id, least(l.remaining, amount - (l.upto - l.remaining)) as n
-    from lots l
-    where l.upto - l.remaining < amount
-  ), drawn as (
-    update public.credit_grants g set remaining = g.remaining - take.n
-    from take where g.id = take.id
-    returning take.n
-  )
-  select coalesce(sum(n), 0) into taken from drawn;
-  if taken <> amount then
-    raise exception using errcode = 'XX000', message = 'credit invariant violated',
-      detail = pg_catalog.format('account %s: drew %s of %s credits', account_id, taken, amount);
-  end if;
+  perform private.load_lot(draw_down.account_id);
 end
 $function$;
 
 alter function private.draw_down(uuid,bigint) owner to postgres;
 
-comment on function private.draw_down(uuid,bigint) is 'Takes credits from unexpired lots: soonest expiry first (never-expiring last), promotional before paid, oldest first. The wallet row must be locked.';
+comment on function private.draw_down(uuid,bigint) is 'Takes amount credits from the account''s lots in draw-down order (soonest expiry, promotional before paid, oldest first) under the wallet lock, then loads the next lot onto the wallet. Raises XX000 if the lots do not cover it (an invariant violation).';

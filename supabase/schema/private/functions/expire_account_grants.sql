@@ -7,18 +7,19 @@ CREATE OR REPLACE FUNCTION private.expire_account_grants(account_id uuid)
 AS $function$
 declare
   at timestamptz := private.now();
-  lot public.credit_grants;
+  lot ledger.lots;
   wallet public.credit_balances;
   rolled bigint;
   expired integer := 0;
 begin
+  perform private.settle_lot(expire_account_grants.account_id);
   for lot in
-    select g.* from public.credit_grants g
+    select g.* from ledger.lots g
     where g.account_id = expire_account_grants.account_id and g.remaining > 0 and g.expires_at <= at
     order by g.expires_at, g.id
   loop
     rolled := case when lot.source = 'subscription' then private.roll_over(lot) else 0 end;
-    update public.credit_grants set remaining = 0 where id = lot.id;
+    update ledger.lots set remaining = 0 where id = lot.id;
     if lot.remaining > rolled then
       wallet := private.set_wallet(expire_account_grants.account_id, -(lot.remaining - rolled));
       perform private.write_ledger(wallet, -(lot.remaining - rolled), 'expire', grant_id => lot.id);
@@ -26,12 +27,13 @@ begin
     expired := expired + 1;
   end loop;
   update public.credit_balances w
-     set next_expiry_at = (select min(g.expires_at) from public.credit_grants g
+     set next_expiry_at = (select min(g.expires_at) from ledger.lots g
                            where g.account_id = w.account_id and g.remaining > 0 and g.expires_at is not null)
    where w.account_id = expire_account_grants.account_id;
   if expired > 0 then
     perform private.shrink_holds(expire_account_grants.account_id);
   end if;
+  perform private.load_lot(expire_account_grants.account_id);
   return expired;
 end
 $function$;

@@ -24,13 +24,14 @@ begin
     return 0;
   end if;
   -- New full page ranges get their summary, so the next scans skip them.
-  perform pg_catalog.brin_summarize_new_values('public.usage_events_writer_brin'::pg_catalog.regclass);
+  perform pg_catalog.brin_summarize_new_values('ledger.entries_writer_brin'::pg_catalog.regclass);
 
   with batch as (
     select e.account_id, pg_catalog.date_trunc('hour', e.created_at, 'UTC') as hour, e.action, e.api_key_id, e.user_id,
            sum(e.quantity)::bigint as quantity, sum(e.credits_charged)::bigint as credits, count(*) as events
-    from public.usage_events e
-    where (e.writer_xid::text)::bigint >= (state.folded_below::text)::bigint
+    from ledger.entries e
+    where e.action is not null
+      and (e.writer_xid::text)::bigint >= (state.folded_below::text)::bigint
       and (e.writer_xid::text)::bigint < (boundary::text)::bigint
     group by 1, 2, 3, 4, 5
   ), merged as (

@@ -8,7 +8,7 @@ AS $function$
 declare
   existing uuid;
   wallet public.credit_balances;
-  debt public.credit_grants;
+  debt ledger.lots;
   repaid bigint := 0;
   grant_id uuid;
 begin
@@ -22,23 +22,25 @@ begin
     raise exception using errcode = '22023', message = 'invalid_input', detail = 'a grant cannot expire in the past';
   end if;
   wallet := private.lock_wallet(grant_credits.account_id);
+  perform private.settle_lot(grant_credits.account_id);
   if idempotency_key is not null then
-    select g.id into existing from public.credit_grants g
+    select g.id into existing from ledger.lots g
     where g.account_id = grant_credits.account_id and g.idempotency_key = grant_credits.idempotency_key;
     if found then
+      perform private.load_lot(grant_credits.account_id);
       return existing;
     end if;
   end if;
 
   -- New credits repay a debt first.
-  select g.* into debt from public.credit_grants g
+  select g.* into debt from ledger.lots g
   where g.account_id = grant_credits.account_id and g.source = 'clawback' and g.remaining < 0;
   if found then
     repaid := least(amount, -debt.remaining);
-    update public.credit_grants set remaining = remaining + repaid where id = debt.id;
+    update ledger.lots set remaining = remaining + repaid where id = debt.id;
   end if;
 
-  insert into public.credit_grants (account_id, source, amount, remaining, expires_at, payment_id, idempotency_key, metadata)
+  insert into ledger.lots (account_id, source, amount, remaining, expires_at, payment_id, idempotency_key, metadata)
   values (grant_credits.account_id, source, amount, amount - repaid, expires_at, payment_id, idempotency_key, coalesce(metadata, '{}'::jsonb))
   returning id into grant_id;
 
@@ -49,6 +51,8 @@ begin
   wallet := private.set_wallet(grant_credits.account_id, amount);
   perform private.write_ledger(wallet, amount, source, grant_id => grant_id, payment_id => grant_credits.payment_id,
                                idempotency_key => grant_credits.idempotency_key, metadata => grant_credits.metadata);
+  -- The new lot may come first in draw-down order.
+  perform private.load_lot(grant_credits.account_id);
   return grant_id;
 end
 $function$;

@@ -30,7 +30,7 @@ begin
     return p;
   end if;
   -- The lot the top-up granted belongs to the payment: a clawback draws from it first.
-  update public.credit_grants g set payment_id = p.id where g.id = a.grant_id and g.payment_id is null;
+  update ledger.lots g set payment_id = p.id where g.id = a.grant_id and g.payment_id is null;
   perform private.audit_payment(null, p);
   -- A refund or dispute that arrived before the payment existed applies now.
   return private.sync_payment(p.id);

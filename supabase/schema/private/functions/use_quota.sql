@@ -17,7 +17,7 @@ begin
     return counted;
   end if;
   -- The wallet row holds the counters (and is the lock that serializes the account).
-  select case when w.quota_period_start = use_quota.period_start then w.quota_used else '{}'::jsonb end
+  select private.period_counters(w.quota_period_start, w.quota_used, use_quota.period_start)
     into counters
   from public.credit_balances w where w.account_id = use_quota.account_id
   for update;

@@ -6,13 +6,10 @@ CREATE OR REPLACE FUNCTION private.write_ledger(wallet public.credit_balances, d
  SET search_path TO ''
 AS $function$
 begin
-  insert into public.credit_ledger (account_id, delta, balance_after, available_after, reason, grant_id,
-                                    usage_event_id, hold_id, payment_id, idempotency_key, actor_user_id, actor_role, metadata)
-  values (wallet.account_id, delta, wallet.balance, wallet.available, reason, grant_id,
-          usage_event_id, hold_id, payment_id, idempotency_key, auth.uid(), private.actor_role(), coalesce(metadata, '{}'::jsonb));
+  perform private.write_entry(wallet, delta, reason, grant_id, usage_event_id, hold_id, payment_id, idempotency_key, metadata);
 end
 $function$;
 
 alter function private.write_ledger(public.credit_balances,bigint,text,uuid,uuid,uuid,uuid,text,jsonb) owner to postgres;
 
-comment on function private.write_ledger(public.credit_balances,bigint,text,uuid,uuid,uuid,uuid,text,jsonb) is 'Appends one ledger entry carrying the wallet''s balance and available after the change.';
+comment on function private.write_ledger(public.credit_balances,bigint,text,uuid,uuid,uuid,uuid,text,jsonb) is 'A ledger entry that records no usage (grants, expiry, clawbacks, rollover): private.write_entry.';

@@ -10,7 +10,7 @@ declare
   hold public.credit_holds;
   units integer;
   charge bigint;
-  event_id uuid;
+  event_id uuid := pg_catalog.gen_random_uuid();
   wallet public.credit_balances;
 begin
   if quantity is not null and quantity < 1 then
@@ -38,16 +38,18 @@ begin
 
   units := coalesce(quantity, hold.quantity);
   charge := least(private.credit_cost(units, hold.credits_per_unit, hold.unit_size), hold.amount);
-
-  insert into public.usage_events (account_id, user_id, action, quantity, credits_charged, metadata, hold_id, api_key_id)
-  values (hold.account_id, auth.uid(), hold.action, units, charge, '{}'::jsonb, hold.id,
-          nullif(pg_catalog.current_setting('ledgerbase.api_key_id', true), '')::uuid)
-  returning id into event_id;
   -- The hold counted hold.quantity units against the quotas when reserved: the units not
   -- captured go back, so the quotas count only what was captured.
   perform private.return_quota(hold, hold.quantity - units);
 
-  wallet := private.debit(hold.account_id, charge, 'capture', usage_event_id => event_id, hold_id => hold.id, release_held => hold.amount);
+  -- The charging statement takes the charge and releases the hold; across lots, the
+  -- explanation path.
+  wallet := private.charge(hold.account_id, charge, -hold.amount);
+  if wallet.account_id is null then
+    wallet := private.spend(hold.account_id, charge, release_held => hold.amount);
+  end if;
+  perform private.write_entry(wallet, -charge, 'capture', usage_event_id => event_id, hold_id => hold.id,
+                              action => hold.action, quantity => units);
   update public.credit_holds h set status = 'captured', credits_charged = charge, usage_event_id = event_id, settled_at = private.now()
   where h.id = hold.id;
   return pg_catalog.jsonb_build_object('usage_event_id', event_id, 'credits_charged', charge,
@@ -60,4 +62,4 @@ alter function public.capture_credits(uuid,integer) owner to postgres;
 grant execute on function public.capture_credits(uuid,integer) to authenticated;
 grant execute on function public.capture_credits(uuid,integer) to service_role;
 
-comment on function public.capture_credits(uuid,integer) is 'Charges a hold: the cost of quantity units (default and at most the reserved quantity, else 22023 invalid_input) at the reserved price, at most the held amount, and releases the rest; quotas keep only the captured units. Returns {usage_event_id, credits_charged, released, balance, available, replayed}; capturing twice replays. PT410 gone for a released or expired hold.';
+comment on function public.capture_credits(uuid,integer) is 'Charges a hold: the cost of quantity units (default and at most the reserved quantity, else 22023 invalid_input) at the reserved price, at most the held amount, and releases the rest; quotas keep only the captured units. One entry records the charge and the usage. Returns {usage_event_id, credits_charged, released, balance, available, replayed}; capturing twice replays. PT410 gone for a released or expired hold.';

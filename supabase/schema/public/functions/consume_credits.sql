@@ -8,12 +8,11 @@ CREATE OR REPLACE FUNCTION public.consume_credits(account_id uuid, action text, 
 AS $function$
 #variable_conflict use_column
 declare
-  at timestamptz;
   info record;
   act public.billable_actions;
-  threshold bigint;
+  actor_role text;
   cost bigint;
-  event_id uuid;
+  earlier ledger.entries;
   plan record;
   on_wallet boolean;
   capacity integer;
@@ -22,10 +21,8 @@ declare
   category_key text;
   cap_action bigint;
   cap_category bigint;
-  wallet record;
-  drawn integer;
-  actor uuid := auth.uid();
-  actor_role text;
+  wallet public.credit_balances;
+  event_id uuid;
 begin
   -- Arguments (22023), the action (PT404) and, for users, the permission (42501).
   perform private.check_usage_arguments(quantity, idempotency_key, metadata);
@@ -40,117 +37,53 @@ begin
     raise exception using errcode = 'PT404', message = 'not_found', detail = pg_catalog.format('no active billable action %L', action);
   end if;
   act := info.action_row;
-  threshold := info.threshold;
-  category_key := 'category:' || act.category;
   actor_role := pg_catalog.current_setting('role');
   if actor_role in ('anon', 'authenticated') then
     perform private.require_user();
     perform private.require_permission(consume_credits.account_id, 'credits.consume');
-  else
-    actor_role := case when actor_role = 'service_role' then actor_role else 'system' end;
-    if not info.has_wallet then
-      raise exception using errcode = 'PT404', message = 'not_found', detail = 'no such account';
+  elsif not info.has_wallet then
+    raise exception using errcode = 'PT404', message = 'not_found', detail = 'no such account';
+  end if;
+  cost := private.credit_cost(quantity, act.credits, act.unit_size);
+
+  -- Idempotency: twins of one key take turns; the later finds the earlier's entry.
+  if idempotency_key is not null then
+    perform pg_catalog.pg_advisory_xact_lock(
+      pg_catalog.hashtextextended(consume_credits.account_id::text || '/' || consume_credits.idempotency_key, 0));
+    select l.* into earlier from ledger.entries l
+    where l.account_id = consume_credits.account_id and l.usage_key = consume_credits.idempotency_key;
+    if found then
+      return private.replay_usage(earlier, act.key, quantity, metadata);
     end if;
   end if;
-  cost := (quantity::bigint * act.credits + act.unit_size - 1) / act.unit_size;
 
-  -- Claim the idempotency key first: a concurrent twin waits here, then replays.
-  insert into public.usage_events (account_id, user_id, action, quantity, credits_charged, idempotency_key, metadata, api_key_id)
-  values (consume_credits.account_id, actor, act.key, quantity, cost, idempotency_key, metadata,
-          nullif(pg_catalog.current_setting('ledgerbase.api_key_id', true), '')::uuid)
-  on conflict (account_id, idempotency_key) where idempotency_key is not null do nothing
-  returning id into event_id;
-  if event_id is null then
-    return private.replay_usage(consume_credits.account_id, idempotency_key, act.key, quantity, metadata);
-  end if;
-
+  -- The plan: the rate limit and the quotas that apply.
   plan := private.account_plan(consume_credits.account_id);
   on_wallet := coalesce(info.scope = 'account', false);
   capacity := coalesce((plan.limits #>> '{rate_limits,consume_credits,capacity}')::integer, info.capacity);
   refill := coalesce((plan.limits #>> '{rate_limits,consume_credits,refill_per_second}')::numeric, info.refill_per_second);
-  cap_action := (plan.limits -> 'quotas' ->> act.key)::bigint;
-  cap_category := (plan.limits -> 'quotas' ->> category_key)::bigint;
   if on_wallet then
     emission := pg_catalog.make_interval(secs => 1.0 / refill::float8);
   else
     -- An operator moved the policy to another scope: its bucket lives in the bucket table.
     perform private.rate_limit('consume_credits', consume_credits.account_id, plan.limits);
   end if;
+  category_key := 'category:' || act.category;
+  cap_action := (plan.limits -> 'quotas' ->> act.key)::bigint;
+  cap_category := (plan.limits -> 'quotas' ->> category_key)::bigint;
+  event_id := pg_catalog.gen_random_uuid();
 
-  if private.explanation_path_forced() then
-    return private.consume_slowly(consume_credits.account_id, act, quantity, cost, event_id,
+  -- The common path: the charging statement, then the entry. Two row writes.
+  wallet := private.charge(consume_credits.account_id, cost, 0, emission, capacity, quantity,
+                           act.key, cap_action, category_key, cap_category, plan.period_start, info.threshold);
+  if wallet.account_id is null then
+    return private.consume_slowly(consume_credits.account_id, act, quantity, cost, event_id, idempotency_key, metadata,
                                   plan.limits, plan.period_start, plan.period_end, on_wallet, capacity, refill);
   end if;
-
-  -- The fast path. First one statement on the wallet row: the rate limit, the quotas, the
-  -- balance and the charge. ON CONFLICT DO UPDATE locks the (existing) row before it
-  -- evaluates WHERE and SET, so the clock they read is the clock once the wallet is locked;
-  -- the lock serializes the account.
-  insert into public.credit_balances as w (account_id) values (consume_credits.account_id)
-  on conflict on constraint credit_balances_pkey do update
-     set balance = w.balance - cost,
-         updated_at = private.now(),
-         low_balance_since = case when w.balance - cost - w.held < coalesce(w.low_balance_threshold, threshold)
-                                  then coalesce(w.low_balance_since, private.now()) end,
-         consume_tat = case when on_wallet then greatest(w.consume_tat, private.now()) + emission else w.consume_tat end,
-         quota_period_start = case when cap_action is null and cap_category is null then w.quota_period_start
-                                   else plan.period_start end,
-         quota_used = case when cap_action is null and cap_category is null then w.quota_used
-                           else (case when w.quota_period_start = plan.period_start then w.quota_used else '{}'::jsonb end)
-                                || case when cap_action is null then '{}'::jsonb
-                                        else pg_catalog.jsonb_build_object(act.key, quantity + coalesce(
-                                               case when w.quota_period_start = plan.period_start
-                                                    then (w.quota_used ->> act.key)::bigint end, 0)) end
-                                || case when cap_category is null then '{}'::jsonb
-                                        else pg_catalog.jsonb_build_object(category_key, quantity + coalesce(
-                                               case when w.quota_period_start = plan.period_start
-                                                    then (w.quota_used ->> category_key)::bigint end, 0)) end
-                      end
-   where w.balance - cost - w.held >= 0
-     and (w.next_expiry_at is null or w.next_expiry_at > private.now())
-     and (not on_wallet or w.consume_tat is null
-          or greatest(w.consume_tat - private.now(), interval '0') + emission <= emission * capacity)
-     and (cap_action is null or quantity + coalesce(case when w.quota_period_start = plan.period_start
-                                                         then (w.quota_used ->> act.key)::bigint end, 0) <= cap_action)
-     and (cap_category is null or quantity + coalesce(case when w.quota_period_start = plan.period_start
-                                                             then (w.quota_used ->> category_key)::bigint end, 0) <= cap_category)
-  returning w.balance, w.available, w.updated_at, coalesce(w.low_balance_threshold, threshold) as alert_below into wallet;
-  if not found then
-    -- The explanation path locks the wallet (it is locked already when the WHERE refused) and
-    -- reads the clock again.
-    return private.consume_slowly(consume_credits.account_id, act, quantity, cost, event_id,
-                                  plan.limits, plan.period_start, plan.period_end, on_wallet, capacity, refill);
-  end if;
-
-  -- Then the first lot in draw-down order when it covers the cost, and the ledger entry:
-  -- a statement of its own, begun once the wallet is locked, so that it sees every lot
-  -- committed by whoever held the lock before (a new grant may now come first).
-  at := wallet.updated_at; -- the clock read once the wallet was locked
-  if cost > 0 then
-    with lot as (
-      update public.credit_grants g set remaining = g.remaining - cost
-       where g.id = (select f.id from public.credit_grants f
-                     where f.account_id = consume_credits.account_id and f.remaining > 0
-                       and (f.expires_at is null or f.expires_at > at)
-                     order by f.expires_at, f.paid, f.created_at, f.seq
-                     limit 1)
-         and g.remaining >= cost
-      returning g.id
-    ), entry as (
-      insert into public.credit_ledger (account_id, delta, balance_after, available_after, reason, usage_event_id, actor_user_id, actor_role)
-      values (consume_credits.account_id, -cost, wallet.balance, wallet.available, 'consume', event_id, actor, actor_role)
-    )
-    select count(*) into drawn from lot;
-    if drawn = 0 then
-      -- The first lot does not cover it: draw across lots (the wallet is locked).
-      perform private.draw_down(consume_credits.account_id, cost);
-    end if;
-  end if;
-  if wallet.available < wallet.alert_below and wallet.available + cost >= wallet.alert_below then
-    perform private.on_low_balance(consume_credits.account_id, wallet.available);
-  end if;
-  return pg_catalog.jsonb_build_object('usage_event_id', event_id, 'credits_charged', cost,
-    'balance', wallet.balance, 'available', wallet.available, 'replayed', false);
+  perform private.write_entry(wallet, -cost, 'consume', usage_event_id => event_id, metadata => metadata,
+                              action => act.key, quantity => quantity, usage_key => idempotency_key);
+  perform private.signal_low_balance(wallet, cost, info.threshold);
+  return private.usage_result(event_id, cost, wallet.balance, wallet.available, false);
 end
 $function$;
 
@@ -159,4 +92,4 @@ alter function public.consume_credits(uuid,text,integer,text,jsonb) owner to pos
 grant execute on function public.consume_credits(uuid,text,integer,text,jsonb) to authenticated;
 grant execute on function public.consume_credits(uuid,text,integer,text,jsonb) to service_role;
 
-comment on function public.consume_credits(uuid,text,integer,text,jsonb) is 'Charges ceil(quantity * credits / unit_size) credits for an action and records the usage, in one transaction: permission credits.consume, idempotency, rate limit, plan quota, balance check, draw-down, ledger. Expiry and the rate limit are judged by the clock read once the wallet is locked. Returns {usage_event_id, credits_charged, balance, available, replayed}. Errors: PT402 insufficient_credits, PT429 rate_limited / quota_exceeded, PT409 idempotency_conflict, PT404 not_found, 22023 invalid_input, 42501.';
+comment on function public.consume_credits(uuid,text,integer,text,jsonb) is 'Charges ceil(quantity * credits / unit_size) credits for an action and records the usage, in one transaction: permission credits.consume, idempotency, rate limit, plan quota, balance check, draw-down, ledger. The common path writes two rows: the wallet (private.charge) and one entry that is both ledger entry and usage event. Returns {usage_event_id, credits_charged, balance, available, replayed}. Errors: PT402 insufficient_credits, PT429 rate_limited / quota_exceeded, PT409 idempotency_conflict, PT404 not_found, 22023 invalid_input, 42501.';

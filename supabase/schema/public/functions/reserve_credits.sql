@@ -48,13 +48,15 @@ begin
          quota_period_start = plan.period_start
    where h.id = hold.id;
 
-  wallet := private.set_wallet(reserve_credits.account_id, 0, cost, guarded => true);
+  wallet := private.charge(reserve_credits.account_id, 0, cost);
   if wallet.account_id is null then
     wallet := private.lock_wallet(reserve_credits.account_id);
     if wallet.available < cost then
       perform private.insufficient_credits(cost, wallet.available);
     end if;
     wallet := private.set_wallet(reserve_credits.account_id, 0, cost);
+  else
+    perform private.signal_low_balance(wallet, cost);
   end if;
   return pg_catalog.jsonb_build_object('hold_id', hold.id, 'amount', cost, 'expires_at', hold.expires_at,
     'available', wallet.available, 'replayed', false);
@@ -66,4 +68,4 @@ alter function public.reserve_credits(uuid,text,integer,text,integer) owner to p
 grant execute on function public.reserve_credits(uuid,text,integer,text,integer) to authenticated;
 grant execute on function public.reserve_credits(uuid,text,integer,text,integer) to service_role;
 
-comment on function public.reserve_credits(uuid,text,integer,text,integer) is 'Reserves the cost of quantity units of an action for ttl_seconds (default 900) without charging it. Returns {hold_id, amount, expires_at, available, replayed}. Same errors as consume_credits.';
+comment on function public.reserve_credits(uuid,text,integer,text,integer) is 'Holds the cost of quantity units for ttl_seconds (default 900, at most max_hold_seconds): counts the units against the quotas and the credits against available (private.charge). Returns {hold_id, amount, expires_at, available, replayed}. Errors as consume_credits.';

@@ -11,13 +11,16 @@ create table public.credit_balances (
   consume_tat timestamp with time zone,
   quota_period_start timestamp with time zone,
   quota_used jsonb default '{}'::jsonb not null,
-  low_balance_threshold bigint
+  low_balance_threshold bigint,
+  lot_id uuid,
+  lot_remaining bigint
 ) with (fillfactor=80);
 
 alter table public.credit_balances owner to postgres;
 
 alter table public.credit_balances add constraint credit_balances_account_id_fkey FOREIGN KEY (account_id) REFERENCES public.accounts(id) ON DELETE CASCADE;
 alter table public.credit_balances add constraint credit_balances_held_check CHECK (held >= 0);
+alter table public.credit_balances add constraint credit_balances_lot_check CHECK ((lot_id IS NULL) = (lot_remaining IS NULL) AND (lot_remaining IS NULL OR lot_remaining >= 0));
 alter table public.credit_balances add constraint credit_balances_low_balance_threshold_check CHECK (low_balance_threshold >= 0);
 alter table public.credit_balances add constraint credit_balances_pkey PRIMARY KEY (account_id);
 
@@ -46,3 +49,5 @@ comment on column public.credit_balances.consume_tat is 'GCRA theoretical arriva
 comment on column public.credit_balances.quota_period_start is 'The billing period quota_used counts in; a call in a later period starts the counters from zero.';
 comment on column public.credit_balances.quota_used is 'Units used this period per quota key (an action, or category:<name>) that the plan caps in plans.limits.quotas, and overage:credits, the overage of the period (plans.limits.overage).';
 comment on column public.credit_balances.low_balance_threshold is 'Where this wallet signals low balance (private.on_low_balance: notification, credits.low, auto top-up); null: the low_balance_threshold setting. Set by set_auto_topup to the account''s auto top-up threshold.';
+comment on column public.credit_balances.lot_id is 'The lot consumption draws from next (the first in draw-down order), kept on the wallet so a consumption writes no lot row; null when none is loaded.';
+comment on column public.credit_balances.lot_remaining is 'The exact remaining credits of lot_id (its row in ledger.lots is brought up to date by private.settle_lot).';

@@ -32,7 +32,6 @@ alter table public.credit_holds add constraint credit_holds_pkey PRIMARY KEY (id
 alter table public.credit_holds add constraint credit_holds_quantity_check CHECK (quantity > 0);
 alter table public.credit_holds add constraint credit_holds_status_check CHECK (status = ANY (ARRAY['held'::text, 'captured'::text, 'released'::text, 'expired'::text]));
 alter table public.credit_holds add constraint credit_holds_unit_size_check CHECK (unit_size > 0);
-alter table public.credit_holds add constraint credit_holds_usage_event_id_fkey FOREIGN KEY (usage_event_id) REFERENCES public.usage_events(id) ON DELETE SET NULL;
 alter table public.credit_holds add constraint credit_holds_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE SET NULL;
 
 CREATE INDEX credit_holds_account_idx ON public.credit_holds USING btree (account_id, created_at DESC);
