@@ -428,7 +428,8 @@ declare
   persona text;
   expected text;
 begin
-  for c in execute format('select row_number() over () as ord, t.* from (%s) as t(tbl, op, statement, allowed)', cases) loop
+  for c in execute format('select t.tbl::text as tbl, t.op::text as op, t.statement::text as statement, t.allowed::text[] as allowed'
+                          ' from (%s) as t(tbl, op, statement, allowed)', cases) loop
     foreach persona in array personas loop
       expected := case when persona = any (c.allowed) then 'allow' else 'deny' end;
       return next is(tests.rls_probe(persona, c.statement), expected,
@@ -557,7 +558,7 @@ select is(tests.seen_as('helper_mia', $$ select auth.uid() $$), tests.user_id('h
 select is(tests.seen_as('anon', $$ select count(*) from auth.users $$), 'denied',
   'and says denied when the persona lacks the privilege');
 select * from tests.rls_matrix('{anon,service_role}', $cases$
-  values ('helper_probe', 'select', $$ select count(*) from tests.helper_probe $$, '{service_role}'::text[]) $cases$);
+  values ('helper_probe', 'select', $$ select count(*) from tests.helper_probe $$, '{service_role}') $cases$);
 select * from tests.rls_seen('{helper_olivia,helper_adam}', $$ select auth.uid() = tests.user_id('helper_olivia') $$,
   '{true,false}', 'only the owner is the owner');
 select is(current_user::text, session_user::text, 'and the runners leave the runner''s role in place');
