@@ -3,6 +3,7 @@
 -- files that follow; the throw-away test database is dropped after the run.
 --
 --   tests.create_supabase_user(identifier, email, id, metadata)  a user in auth.users (triggers run)
+--   tests.create_anonymous_user(identifier, metadata)             an anonymous sign-up (is_anonymous, no email)
 --   tests.get_supabase_uid(identifier)                           that user's id
 --   tests.authenticate_as(identifier)                            act as that user, full JWT claims
 --   tests.authenticate_as_anon()                                 act as the anon key
@@ -37,7 +38,8 @@ create or replace function tests.create_supabase_user(
   identifier text,
   email text default null,
   id uuid default null,
-  metadata jsonb default '{}'::jsonb
+  metadata jsonb default '{}'::jsonb,
+  anonymous boolean default false
 ) returns uuid
 language plpgsql
 security definer
@@ -53,14 +55,24 @@ begin
     raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous
   ) values (
     '00000000-0000-0000-0000-000000000000', user_id, 'authenticated', 'authenticated',
-    coalesce(email, identifier || '@test.ledgerbase.dev'), '', now(),
+    case when not anonymous then coalesce(email, identifier || '@test.ledgerbase.dev') end, '',
+    case when not anonymous then now() end,
     '', '', '', '',
-    '{"provider": "email", "providers": ["email"]}'::jsonb,
+    case when anonymous then '{"provider": "anonymous", "providers": ["anonymous"]}'::jsonb
+         else '{"provider": "email", "providers": ["email"]}'::jsonb end,
     coalesce(metadata, '{}'::jsonb) || jsonb_build_object('test_identifier', identifier),
-    now(), now(), false
+    now(), now(), anonymous
   );
   return user_id;
 end
+$$;
+
+create or replace function tests.create_anonymous_user(identifier text, metadata jsonb default '{}'::jsonb)
+returns uuid
+language sql
+set search_path = ''
+as $$
+  select tests.create_supabase_user(identifier, metadata => metadata, anonymous => true)
 $$;
 
 create or replace function tests.get_supabase_user(identifier text)
@@ -461,7 +473,7 @@ grant execute on all functions in schema tests to anon, authenticated, service_r
 
 -- The helpers themselves are tested: everything else stands on them.
 begin;
-select plan(18 + 20);
+select plan(18 + 21);
 
 select tests.create_supabase_user('helper_alice', 'alice@helpers.test', '00000000-0000-4000-8000-00000000a11c');
 create table tests.helper_probe (id int);
@@ -522,6 +534,9 @@ select tests.create_supabase_user('helper_olivia', 'olivia@helpers.test');
 select tests.team('helper-acme', owner => 'helper_olivia', admins => '{helper_adam}', members => '{helper_mia}',
                   viewers => '{helper_vic}');
 select is(tests.user_id('helper_olivia'), tests.get_supabase_uid('helper_olivia'), 'tests.user_id finds a user by name');
+select tests.create_anonymous_user('helper_ghost');
+select is((select row(is_anonymous, email, raw_app_meta_data ->> 'provider')::text from auth.users where id = tests.user_id('helper_ghost')),
+  row(true, null::text, 'anonymous')::text, 'tests.create_anonymous_user makes an anonymous sign-up: no email, provider anonymous');
 select is(tests.account_id('helper_olivia'), tests.user_id('helper_olivia'),
   'tests.account_id of a user''s name is their personal account');
 select results_eq(
