@@ -17,7 +17,8 @@
 -- Named fixtures (a story names its people and teams; no UUID literals):
 --   tests.user_id(name) / tests.account_id(name)                 a user's id; a team's (by slug) or a user's personal account
 --   tests.create_users(variadic names)                            users name@test.ledgerbase.dev that do not exist yet
---   tests.team(slug, owner, admins, members, viewers, name)       a team created by its owner through create_team_account,
+--   tests.team(slug, owner, admins, members, viewers, name,      a team created by its (primary) owner through create_team_account,
+--              owners)                                            with co-owners,
 --                                                                 members added directly (invitations have their own stories)
 --   tests.make_staff_admin(name)                                  a staff admin (public.user_roles)
 --   tests.act_as(persona)                                         a user's name, 'anon' or 'service_role'
@@ -308,7 +309,8 @@ create or replace function tests.team(
   admins text[] default '{}',
   members text[] default '{}',
   viewers text[] default '{}',
-  name text default null
+  name text default null,
+  owners text[] default '{}'
 ) returns uuid
 language plpgsql
 set search_path = ''
@@ -316,14 +318,14 @@ as $$
 declare
   team_id uuid;
 begin
-  perform tests.create_users(variadic array[owner] || admins || members || viewers);
+  perform tests.create_users(variadic array[owner] || owners || admins || members || viewers);
   perform tests.authenticate_as(owner);
   select (public.create_team_account(coalesce(team.name, initcap(replace(team.slug, '-', ' '))), team.slug)).id into team_id;
   perform tests.clear_authentication();
   insert into public.account_members (account_id, user_id, role)
   select team_id, tests.get_supabase_uid(m.person), m.role
-  from (select unnest(admins), 'admin' union all select unnest(members), 'member'
-        union all select unnest(viewers), 'viewer') as m(person, role);
+  from (select unnest(owners), 'owner' union all select unnest(admins), 'admin'
+        union all select unnest(members), 'member' union all select unnest(viewers), 'viewer') as m(person, role);
   return team_id;
 end
 $$;
@@ -531,8 +533,8 @@ select is(current_user::text, session_user::text, 'and the probe''s role switch 
 
 -- Named fixtures: a team by names, found again by names.
 select tests.create_supabase_user('helper_olivia', 'olivia@helpers.test');
-select tests.team('helper-acme', owner => 'helper_olivia', admins => '{helper_adam}', members => '{helper_mia}',
-                  viewers => '{helper_vic}');
+select tests.team('helper-acme', owner => 'helper_olivia', owners => '{helper_otto}', admins => '{helper_adam}',
+                  members => '{helper_mia}', viewers => '{helper_vic}');
 select is(tests.user_id('helper_olivia'), tests.get_supabase_uid('helper_olivia'), 'tests.user_id finds a user by name');
 select tests.create_anonymous_user('helper_ghost');
 select is((select row(is_anonymous, email, raw_app_meta_data ->> 'provider')::text from auth.users where id = tests.user_id('helper_ghost')),
@@ -541,9 +543,10 @@ select is(tests.account_id('helper_olivia'), tests.user_id('helper_olivia'),
   'tests.account_id of a user''s name is their personal account');
 select results_eq(
   $$ select u.raw_user_meta_data ->> 'test_identifier', m.role from public.account_members m join auth.users u on u.id = m.user_id
-     where m.account_id = tests.account_id('helper-acme') order by m.role $$,
-  $$ values ('helper_adam', 'admin'), ('helper_mia', 'member'), ('helper_olivia', 'owner'), ('helper_vic', 'viewer') $$,
-  'tests.team makes the team with its owner, admins, members and viewers, creating the people it does not know');
+     where m.account_id = tests.account_id('helper-acme') order by m.role, 1 $$,
+  $$ values ('helper_adam', 'admin'), ('helper_mia', 'member'), ('helper_olivia', 'owner'), ('helper_otto', 'owner'),
+            ('helper_vic', 'viewer') $$,
+  'tests.team makes the team with its owners, admins, members and viewers, creating the people it does not know');
 select is((select row(kind, name, primary_owner)::text from public.accounts where slug = 'helper-acme'),
   row('team', 'Helper Acme', tests.user_id('helper_olivia'))::text,
   'the team is named after its slug and owned by its owner, as create_team_account makes it');
