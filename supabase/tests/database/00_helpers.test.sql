@@ -20,6 +20,7 @@
 --   tests.team(slug, owner, admins, members, viewers, name,      a team created by its (primary) owner through create_team_account,
 --              owners)                                            with co-owners,
 --                                                                 members added directly (invitations have their own stories)
+--   tests.add_members(account, role, variadic names)              people join an existing team with a role
 --   tests.make_staff_admin(name)                                  a staff admin (public.user_roles)
 --   tests.act_as(persona)                                         a user's name, 'anon' or 'service_role'
 --   tests.fund_wallet(account, credits, reason)                   credits granted by a staff adjustment
@@ -299,6 +300,20 @@ begin
 end
 $$;
 
+-- People joining a team with a role, inserted into account_members as postgres (the
+-- invitation flow has its own stories); people who do not exist yet are created.
+create or replace function tests.add_members(account uuid, role text, variadic people text[])
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform tests.create_users(variadic people);
+  insert into public.account_members (account_id, user_id, role)
+  select account, tests.get_supabase_uid(person), add_members.role from unnest(people) person;
+end
+$$;
+
 -- A team as its owner makes it (public.create_team_account: slug rules, owner membership,
 -- wallet, audit), then the others added to account_members directly, as postgres: the
 -- invitation flow and the plan's member limit have stories of their own. People who do not
@@ -322,10 +337,10 @@ begin
   perform tests.authenticate_as(owner);
   select (public.create_team_account(coalesce(team.name, initcap(replace(team.slug, '-', ' '))), team.slug)).id into team_id;
   perform tests.clear_authentication();
-  insert into public.account_members (account_id, user_id, role)
-  select team_id, tests.get_supabase_uid(m.person), m.role
-  from (select unnest(owners), 'owner' union all select unnest(admins), 'admin'
-        union all select unnest(members), 'member' union all select unnest(viewers), 'viewer') as m(person, role);
+  perform tests.add_members(team_id, 'owner', variadic owners);
+  perform tests.add_members(team_id, 'admin', variadic admins);
+  perform tests.add_members(team_id, 'member', variadic members);
+  perform tests.add_members(team_id, 'viewer', variadic viewers);
   return team_id;
 end
 $$;
