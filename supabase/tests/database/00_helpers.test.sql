@@ -21,6 +21,8 @@
 --              owners)                                            with co-owners,
 --                                                                 members added directly (invitations have their own stories)
 --   tests.add_members(account, role, variadic names)              people join an existing team with a role
+--   tests.invite(label, account, email, role)                     an invitation by the current persona, token kept in
+--                                                                 tests.invitations under the label
 --   tests.make_staff_admin(name)                                  a staff admin (public.user_roles)
 --   tests.act_as(persona)                                         a user's name, 'anon' or 'service_role'
 --   tests.fund_wallet(account, credits, reason)                   credits granted by a staff adjustment
@@ -314,6 +316,25 @@ begin
 end
 $$;
 
+-- Invitations the stories made, by label: the token is shown only once, to the inviter.
+create table if not exists tests.invitations (label text primary key, token text, invitation_id uuid, expires_at timestamptz);
+grant select, insert, update on tests.invitations to authenticated, service_role;
+
+-- An invitation by the current persona (public.invite_member), its token kept under a label.
+create or replace function tests.invite(label text, account uuid, email text, role text default 'member')
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  r jsonb := public.invite_member(account, email, role);
+begin
+  insert into tests.invitations values (label, r ->> 'token', (r ->> 'invitation_id')::uuid, (r ->> 'expires_at')::timestamptz)
+  on conflict on constraint invitations_pkey do update set token = excluded.token, invitation_id = excluded.invitation_id, expires_at = excluded.expires_at;
+  return r;
+end
+$$;
+
 -- A team as its owner makes it (public.create_team_account: slug rules, owner membership,
 -- wallet, audit), then the others added to account_members directly, as postgres: the
 -- invitation flow and the plan's member limit have stories of their own. People who do not
@@ -490,7 +511,7 @@ grant execute on all functions in schema tests to anon, authenticated, service_r
 
 -- The helpers themselves are tested: everything else stands on them.
 begin;
-select plan(18 + 21);
+select plan(18 + 22);
 
 select tests.create_supabase_user('helper_alice', 'alice@helpers.test', '00000000-0000-4000-8000-00000000a11c');
 create table tests.helper_probe (id int);
@@ -569,6 +590,14 @@ select is((select email from auth.users where id = tests.user_id('helper_mia')),
   'a person tests.team creates has the default test email');
 select is(current_user::text, session_user::text, 'tests.team leaves the runner''s role in place');
 select throws_ok($$ select tests.account_id('no-such-team') $$, 'P0001', null, 'asking for an unknown account fails loudly');
+
+update public.plans set max_members = null where key = 'free';  -- room on the free plan, for this file
+select tests.authenticate_as('helper_olivia');
+select tests.invite('helper', tests.account_id('helper-acme'), 'guest@helpers.test', 'viewer');
+select tests.clear_authentication();
+select is((select i.email || ' ' || i.role from public.account_invitations i join tests.invitations t on t.invitation_id = i.id
+           where t.label = 'helper' and t.token ~ '^[A-Za-z0-9_-]{43}$'), 'guest@helpers.test viewer',
+  'tests.invite invites as the persona and keeps the token under its label');
 
 select tests.make_staff_admin('helper_vic');
 select is((select role from public.user_roles where user_id = tests.user_id('helper_vic')), 'admin',

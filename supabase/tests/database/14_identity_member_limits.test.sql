@@ -12,7 +12,7 @@ select tests.freeze_time('2031-04-01 12:00:00+00');
 select tests.create_users('olga', 'ann', 'ben', 'cal', 'dee', 'eve');
 
 -- Test plumbing: the team's footprint (members and pending unexpired invitations, bypassing
--- RLS), and tokens.
+-- RLS). Tokens are kept by tests.invite in tests.invitations.
 create function tests.footprint() returns text
 language sql stable security definer set search_path = '' as $$
   select (select count(*) from public.account_members m where m.account_id = tests.account_id('limits-14')) || ' members, '
@@ -21,8 +21,6 @@ language sql stable security definer set search_path = '' as $$
       || ' pending'
 $$;
 grant execute on function tests.footprint() to authenticated;
-create table tests.tokens (label text primary key, token text);
-grant select, insert, update, delete on tests.tokens to authenticated;
 
 select is((select max_members from public.plans where key = 'free'), 1,
   'the free plan allows one member: a team on it has its owner only');
@@ -52,9 +50,9 @@ select is((select count(*)::int from public.audit_log where action = 'invitation
 -- ---------------------------------------------------------------------------
 update public.plans set max_members = 3 where key = 'free';
 select tests.authenticate_as('olga');
-insert into tests.tokens select 'ann', public.invite_member(tests.account_id('limits-14'), 'ann@test.ledgerbase.dev') ->> 'token';
+select tests.invite('ann', tests.account_id('limits-14'), 'ann@test.ledgerbase.dev');
 select tests.freeze_time('2031-04-05 12:00:00+00');
-insert into tests.tokens select 'ben', public.invite_member(tests.account_id('limits-14'), 'ben@test.ledgerbase.dev') ->> 'token';
+select tests.invite('ben', tests.account_id('limits-14'), 'ben@test.ledgerbase.dev');
 select is(tests.footprint(), '1 members, 2 pending', 'with max_members 3, the owner invites two people');
 select throws_ok($$ select public.invite_member(tests.account_id('limits-14'), 'cal@test.ledgerbase.dev') $$,
   'PT409', 'member_limit_reached', 'a third invitation would make four: refused');
@@ -62,13 +60,12 @@ select is(tests.footprint(), '1 members, 2 pending', 'the refused invitation wro
 select lives_ok($$ select public.invite_member(tests.account_id('limits-14'), 'BEN@test.ledgerbase.dev', 'viewer') $$,
   'inviting a pending email again replaces its invitation: it is not counted twice');
 select is(tests.footprint(), '1 members, 2 pending', 'still two pending invitations');
-delete from tests.tokens where label = 'ben';
-insert into tests.tokens select 'ben', public.invite_member(tests.account_id('limits-14'), 'ben@test.ledgerbase.dev') ->> 'token';
+select tests.invite('ben', tests.account_id('limits-14'), 'ben@test.ledgerbase.dev');
 
 -- Ann's invitation (sent 2031-04-01, valid 7 days) expires; it stops counting.
 select tests.freeze_time('2031-04-09 12:00:00+00');
-insert into tests.tokens select 'cal', public.invite_member(tests.account_id('limits-14'), 'cal@test.ledgerbase.dev') ->> 'token';
-select is((select token is not null from tests.tokens where label = 'cal'), true,
+select tests.invite('cal', tests.account_id('limits-14'), 'cal@test.ledgerbase.dev');
+select is((select token is not null from tests.invitations where label = 'cal'), true,
   'an expired invitation does not count: Cal''s invitation fits');
 select throws_ok($$ select public.invite_member(tests.account_id('limits-14'), 'dee@test.ledgerbase.dev') $$,
   'PT409', 'member_limit_reached', 'owner + Ben + Cal pending = 3: a fourth is refused');
@@ -78,14 +75,14 @@ select tests.clear_authentication();
 -- Accepting: members fit max_members, even when the limit was lowered after the invitation
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('ben');
-select lives_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'ben')) $$, 'Ben accepts');
+select lives_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'ben')) $$, 'Ben accepts');
 select tests.clear_authentication();
 update public.plans set max_members = 2 where key = 'free';
 select tests.authenticate_as('cal');
-select throws_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'cal')) $$,
+select throws_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'cal')) $$,
   'PT409', 'member_limit_reached', 'the plan now allows 2 and the team has 2: Cal cannot join');
 select is(
-  tests.caught($$ select public.accept_invitation((select token from tests.tokens where label = 'cal')) $$) ->> 'detail',
+  tests.caught($$ select public.accept_invitation((select token from tests.invitations where label = 'cal')) $$) ->> 'detail',
   'the free plan allows at most 2 member(s), the owner included',
   'the refusal names the plan and its current limit');
 select tests.clear_authentication();
@@ -97,14 +94,14 @@ select is((select accepted_at from public.account_invitations where email = 'cal
 select tests.authenticate_as('olga');
 select lives_ok($$ select public.remove_member(tests.account_id('limits-14'), tests.user_id('ben')) $$, 'Olga removes Ben');
 select tests.authenticate_as('cal');
-select is(public.accept_invitation((select token from tests.tokens where label = 'cal')), tests.account_id('limits-14'),
+select is(public.accept_invitation((select token from tests.invitations where label = 'cal')), tests.account_id('limits-14'),
   'with room again, Cal joins with the same invitation');
 select tests.clear_authentication();
 select is(tests.footprint(), '2 members, 0 pending', 'Olga and Cal');
 
 -- An expired invitation is gone, whatever the limit says.
 select tests.authenticate_as('ann');
-select throws_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'ann')) $$,
+select throws_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'ann')) $$,
   'PT410', 'gone', 'Ann''s expired invitation cannot be accepted');
 select tests.clear_authentication();
 
@@ -123,22 +120,20 @@ select tests.clear_authentication();
 -- ---------------------------------------------------------------------------
 update public.plans set max_members = null where key = 'free';
 select tests.authenticate_as('olga');
-insert into tests.tokens
-select label, public.invite_member(tests.account_id('limits-14'), label || '@test.ledgerbase.dev') ->> 'token'
-from unnest(array['ann', 'ben', 'dee', 'eve']) label
-on conflict (label) do update set token = excluded.token;
+select tests.invite(label, tests.account_id('limits-14'), label || '@test.ledgerbase.dev')
+from unnest(array['ann', 'ben', 'dee', 'eve']) label;
 select lives_ok($$ select public.invite_member(tests.account_id('limits-14'), 'extra' || n || '@test.ledgerbase.dev') from generate_series(1, 10) n $$,
   'with max_members null, the owner invites ten more people');
 select tests.clear_authentication();
 select is(tests.footprint(), '2 members, 14 pending', 'every invitation was written');
 select tests.authenticate_as('ann');
-select lives_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'ann')) $$, 'Ann joins');
+select lives_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'ann')) $$, 'Ann joins');
 select tests.authenticate_as('ben');
-select lives_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'ben')) $$, 'Ben joins');
+select lives_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'ben')) $$, 'Ben joins');
 select tests.authenticate_as('dee');
-select lives_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'dee')) $$, 'Dee joins');
+select lives_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'dee')) $$, 'Dee joins');
 select tests.authenticate_as('eve');
-select lives_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'eve')) $$, 'Eve joins');
+select lives_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'eve')) $$, 'Eve joins');
 select tests.clear_authentication();
 select is(tests.footprint(), '6 members, 10 pending', 'nobody was refused');
 

@@ -14,15 +14,11 @@ select tests.team('acme-hq', owner => 'owner', name => 'Acme Inc');
 select tests.create_users('admin', 'member', 'viewer', 'stranger', 'newbie', 'late', 'unconfirmed');
 update auth.users set email_confirmed_at = null where id = tests.user_id('unconfirmed');
 
--- Tokens, as the inviter received them.
-create table tests.tokens (label text primary key, token text, invitation_id uuid, expires_at timestamptz);
-grant select, insert, update on tests.tokens to authenticated;
-
 -- ---------------------------------------------------------------------------
 -- Invitations
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('owner');
-insert into tests.tokens (label, token, invitation_id, expires_at)
+insert into tests.invitations (label, token, invitation_id, expires_at)
 select label, r ->> 'token', (r ->> 'invitation_id')::uuid, (r ->> 'expires_at')::timestamptz
 from (values
   ('admin', public.invite_member(tests.account_id('acme-hq'), 'Admin@Test.ledgerbase.dev', 'admin')),
@@ -32,18 +28,18 @@ from (values
 select tests.clear_authentication();
 
 select is(
-  (select expires_at from tests.tokens where label = 'member'),
+  (select expires_at from tests.invitations where label = 'member'),
   '2031-03-08 10:00:00+00'::timestamptz,
   'an invitation expires after the invitation_ttl setting (7 days)');
 select ok(
-  (select bool_and(token ~ '^[A-Za-z0-9_-]{43}$') from tests.tokens),
+  (select bool_and(token ~ '^[A-Za-z0-9_-]{43}$') from tests.invitations),
   'tokens are 32 random bytes in base64url');
 select results_eq(
-  $$ select i.email, i.role from public.account_invitations i join tests.tokens t on t.invitation_id = i.id where t.label = 'admin' $$,
+  $$ select i.email, i.role from public.account_invitations i join tests.invitations t on t.invitation_id = i.id where t.label = 'admin' $$,
   $$ values ('admin@test.ledgerbase.dev', 'admin') $$,
   'the invited email is stored lower-case with the role');
 select is(
-  (select count(*)::int from tests.tokens t join private.invitation_tokens it on it.invitation_id = t.invitation_id
+  (select count(*)::int from tests.invitations t join private.invitation_tokens it on it.invitation_id = t.invitation_id
    where it.token_hash = encode(extensions.digest(t.token, 'sha256'), 'hex')),
   3,
   'only the sha256 of each token is stored, out of the API''s reach');
@@ -52,12 +48,12 @@ select hasnt_column('public', 'account_invitations', 'token_hash', 'the invitati
 
 -- The right people accept.
 select tests.authenticate_as('admin');
-select is(public.accept_invitation((select token from tests.tokens where label = 'admin')), tests.account_id('acme-hq'),
+select is(public.accept_invitation((select token from tests.invitations where label = 'admin')), tests.account_id('acme-hq'),
   'accept_invitation returns the account id');
 select tests.authenticate_as('member');
-select lives_ok($$ select public.accept_invitation(token => (select token from tests.tokens where label = 'member')) $$, 'the member accepts');
+select lives_ok($$ select public.accept_invitation(token => (select token from tests.invitations where label = 'member')) $$, 'the member accepts');
 select tests.authenticate_as('viewer');
-select lives_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'viewer')) $$, 'the viewer accepts');
+select lives_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'viewer')) $$, 'the viewer accepts');
 select tests.clear_authentication();
 select results_eq(
   $$ select user_id, role from public.account_members where account_id = tests.account_id('acme-hq') order by role $$,
@@ -65,56 +61,50 @@ select results_eq(
             (tests.user_id('owner'), 'owner'), (tests.user_id('viewer'), 'viewer') $$,
   'each joined with the invited role');
 select is(
-  (select accepted_by from public.account_invitations i join tests.tokens t on t.invitation_id = i.id where t.label = 'member'),
+  (select accepted_by from public.account_invitations i join tests.invitations t on t.invitation_id = i.id where t.label = 'member'),
   tests.user_id('member'),
   'the invitation records who accepted it');
 
 -- Single use.
 select tests.authenticate_as('member');
-select throws_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'member')) $$,
+select throws_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'member')) $$,
   'PT410', 'gone', 'a used invitation is gone');
 select throws_ok($$ select public.accept_invitation('not-a-real-token') $$, 'PT404', 'not_found', 'an unknown token is not found');
 select throws_ok($$ select public.accept_invitation(null) $$, 'PT404', 'not_found', 'a null token is not found');
 
 -- Only the invited email may accept.
 select tests.authenticate_as('owner');
-insert into tests.tokens (label, token, invitation_id)
-select 'newbie', r ->> 'token', (r ->> 'invitation_id')::uuid
-from public.invite_member(tests.account_id('acme-hq'), 'newbie@test.ledgerbase.dev', 'member') r;
+select tests.invite('newbie', tests.account_id('acme-hq'), 'newbie@test.ledgerbase.dev', 'member');
 select tests.authenticate_as('stranger');
-select throws_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'newbie')) $$,
+select throws_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'newbie')) $$,
   '42501', 'permission denied', 'someone else holding the token cannot accept it');
 select tests.clear_authentication();
 select results_eq(
-  $$ select (select accepted_at from public.account_invitations i join tests.tokens t on t.invitation_id = i.id where t.label = 'newbie'),
+  $$ select (select accepted_at from public.account_invitations i join tests.invitations t on t.invitation_id = i.id where t.label = 'newbie'),
             (select count(*)::int from public.account_members where account_id = tests.account_id('acme-hq') and user_id = tests.user_id('stranger')) $$,
   $$ values (null::timestamptz, 0) $$,
   'the invitation stays pending and the stranger did not join');
 
 -- Inviting again replaces the pending invitation.
 select tests.authenticate_as('owner');
-insert into tests.tokens (label, token, invitation_id)
-select 'newbie_again', r ->> 'token', (r ->> 'invitation_id')::uuid
-from public.invite_member(tests.account_id('acme-hq'), 'NEWBIE@test.ledgerbase.dev', 'viewer') r;
+select tests.invite('newbie_again', tests.account_id('acme-hq'), 'NEWBIE@test.ledgerbase.dev', 'viewer');
 select tests.clear_authentication();
 select results_eq(
   $$ select role from public.account_invitations where account_id = tests.account_id('acme-hq') and email = 'newbie@test.ledgerbase.dev' $$,
   $$ values ('viewer') $$,
   're-inviting an email leaves one pending invitation, the new one');
 select tests.authenticate_as('newbie');
-select throws_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'newbie')) $$,
+select throws_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'newbie')) $$,
   'PT404', 'not_found', 'the replaced invitation''s token no longer works');
-select lives_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'newbie_again')) $$,
+select lives_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'newbie_again')) $$,
   'the new token works for the invited email (any case)');
 
 -- Expiry: 7 days and 1 second later the invitation is gone.
 select tests.authenticate_as('owner');
-insert into tests.tokens (label, token, invitation_id)
-select 'late', r ->> 'token', (r ->> 'invitation_id')::uuid
-from public.invite_member(tests.account_id('acme-hq'), 'late@test.ledgerbase.dev') r;
+select tests.invite('late', tests.account_id('acme-hq'), 'late@test.ledgerbase.dev');
 select tests.freeze_time('2031-03-08 10:00:01+00');
 select tests.authenticate_as('late');
-select throws_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'late')) $$,
+select throws_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'late')) $$,
   'PT410', 'gone', 'an expired invitation is gone');
 select tests.freeze_time('2031-03-01 10:00:00+00');
 select tests.clear_authentication();
@@ -137,11 +127,9 @@ select is(
   'invitation_ttl may also be a number of seconds');
 
 -- An unconfirmed email cannot accept.
-insert into tests.tokens (label, token, invitation_id)
-select 'unconfirmed', r ->> 'token', (r ->> 'invitation_id')::uuid
-from public.invite_member(tests.account_id('acme-hq'), 'unconfirmed@test.ledgerbase.dev') r;
+select tests.invite('unconfirmed', tests.account_id('acme-hq'), 'unconfirmed@test.ledgerbase.dev');
 select tests.authenticate_as('unconfirmed');
-select throws_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'unconfirmed')) $$,
+select throws_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'unconfirmed')) $$,
   '42501', 'permission denied', 'a user whose email is not confirmed cannot accept');
 
 -- Who may invite, and with which role.
@@ -172,18 +160,16 @@ select is((select count(*)::int from public.account_invitations where email = 'y
 
 -- Revoking.
 select tests.authenticate_as('owner');
-insert into tests.tokens (label, token, invitation_id)
-select 'revoked', r ->> 'token', (r ->> 'invitation_id')::uuid
-from public.invite_member(tests.account_id('acme-hq'), 'revoked@test.ledgerbase.dev') r;
+select tests.invite('revoked', tests.account_id('acme-hq'), 'revoked@test.ledgerbase.dev');
 select tests.authenticate_as('member');
-select throws_ok($$ select public.revoke_invitation((select invitation_id from tests.tokens where label = 'revoked')) $$,
+select throws_ok($$ select public.revoke_invitation((select invitation_id from tests.invitations where label = 'revoked')) $$,
   '42501', 'permission denied', 'a member cannot revoke an invitation');
 select tests.authenticate_as('admin');
-select lives_ok($$ select public.revoke_invitation(invitation_id => (select invitation_id from tests.tokens where label = 'revoked')) $$,
+select lives_ok($$ select public.revoke_invitation(invitation_id => (select invitation_id from tests.invitations where label = 'revoked')) $$,
   'an admin revokes an invitation');
-select throws_ok($$ select public.revoke_invitation((select invitation_id from tests.tokens where label = 'revoked')) $$,
+select throws_ok($$ select public.revoke_invitation((select invitation_id from tests.invitations where label = 'revoked')) $$,
   'PT404', 'not_found', 'a revoked invitation is not found any more');
-select throws_ok($$ select public.accept_invitation((select token from tests.tokens where label = 'revoked')) $$,
+select throws_ok($$ select public.accept_invitation((select token from tests.invitations where label = 'revoked')) $$,
   'PT404', 'not_found', 'and its token does not work');
 
 select * from finish();

@@ -12,7 +12,7 @@ update public.plans set max_members = null where key = 'free';
 select tests.create_users('owner', 'admin', 'member', 'viewer', 'stranger', 'staff');
 select tests.make_staff_admin('staff');
 
--- Test plumbing: what was logged since the last mark, and the team's id.
+-- Test plumbing: what was logged since the last mark.
 create table tests.audit_mark (id bigint);
 insert into tests.audit_mark select coalesce(max(id), 0) from public.audit_log;
 create function tests.new_audit()
@@ -24,8 +24,6 @@ $$;
 create function tests.advance_audit_mark() returns void language sql set search_path = '' as $$
   update tests.audit_mark set id = (select coalesce(max(a.id), 0) from public.audit_log a)
 $$;
-create table tests.tokens (label text primary key, token text, invitation_id uuid);
-grant select, insert on tests.tokens to authenticated;
 
 -- ---------------------------------------------------------------------------
 -- Memberships and invitations
@@ -41,18 +39,17 @@ select results_eq(
 select tests.advance_audit_mark();
 
 select tests.authenticate_as('owner');
-insert into tests.tokens select 'admin', r ->> 'token', (r ->> 'invitation_id')::uuid
-from public.invite_member(tests.account_id('audit-team'), 'admin@test.ledgerbase.dev', 'admin') r;
+select tests.invite('admin', tests.account_id('audit-team'), 'admin@test.ledgerbase.dev', 'admin');
 select tests.clear_authentication();
 select results_eq(
   $$ select action, actor_user_id, entity_id, after ->> 'email', after ->> 'role', before from tests.new_audit() $$,
   $$ select 'invitation.created', tests.user_id('owner'), invitation_id::text, 'admin@test.ledgerbase.dev', 'admin', null::jsonb
-     from tests.tokens where label = 'admin' $$,
+     from tests.invitations where label = 'admin' $$,
   'an invitation logs one invitation.created entry with the email and role, by the inviter');
 select tests.advance_audit_mark();
 
 select tests.authenticate_as('admin');
-select public.accept_invitation((select token from tests.tokens where label = 'admin'));
+select public.accept_invitation((select token from tests.invitations where label = 'admin'));
 select tests.clear_authentication();
 select results_eq(
   $$ select action, actor_user_id, after ->> 'role' from tests.new_audit() $$,
@@ -62,14 +59,12 @@ select results_eq(
 
 -- The member and the viewer join the same way.
 select tests.authenticate_as('admin');
-insert into tests.tokens select label, r ->> 'token', (r ->> 'invitation_id')::uuid
-from (values ('member', public.invite_member(tests.account_id('audit-team'), 'member@test.ledgerbase.dev', 'member')),
-             ('viewer', public.invite_member(tests.account_id('audit-team'), 'viewer@test.ledgerbase.dev', 'viewer')),
-             ('nobody', public.invite_member(tests.account_id('audit-team'), 'nobody@test.ledgerbase.dev', 'member'))) v (label, r);
+select tests.invite(label, tests.account_id('audit-team'), label || '@test.ledgerbase.dev', role)
+from (values ('member', 'member'), ('viewer', 'viewer'), ('nobody', 'member')) v (label, role);
 select tests.authenticate_as('member');
-select public.accept_invitation((select token from tests.tokens where label = 'member'));
+select public.accept_invitation((select token from tests.invitations where label = 'member'));
 select tests.authenticate_as('viewer');
-select public.accept_invitation((select token from tests.tokens where label = 'viewer'));
+select public.accept_invitation((select token from tests.invitations where label = 'viewer'));
 select tests.clear_authentication();
 select tests.advance_audit_mark();
 
@@ -89,7 +84,7 @@ select tests.clear_authentication();
 select is((select count(*)::int from tests.new_audit()), 0, 'setting the role a member already has logs nothing');
 
 select tests.authenticate_as('admin');
-select public.revoke_invitation((select invitation_id from tests.tokens where label = 'nobody'));
+select public.revoke_invitation((select invitation_id from tests.invitations where label = 'nobody'));
 select tests.clear_authentication();
 select results_eq(
   $$ select action, actor_user_id, before ->> 'email', after from tests.new_audit() $$,
