@@ -474,16 +474,20 @@ language plpgsql
 set search_path = extensions  -- pgTAP's functions call each other unqualified
 as $$
 declare
-  c record;
+  tbl text;
+  op text;
+  statement text;
+  allowed text[];
   persona text;
   expected text;
 begin
-  for c in execute format('select t.tbl::text as tbl, t.op::text as op, t.statement::text as statement, t.allowed::text[] as allowed'
-                          ' from (%s) as t(tbl, op, statement, allowed)', cases) loop
+  for tbl, op, statement, allowed in
+    execute format('select t.tbl::text, t.op::text, t.statement::text, t.allowed::text[]'
+                   ' from (%s) as t(tbl, op, statement, allowed)', cases)
+  loop
     foreach persona in array personas loop
-      expected := case when persona = any (c.allowed) then 'allow' else 'deny' end;
-      return next is(tests.rls_probe(persona, c.statement), expected,
-                                format('%s × %s × %s: %s', c.tbl, persona, c.op, expected));
+      expected := case when persona = any (allowed) then 'allow' else 'deny' end;
+      return next is(tests.rls_probe(persona, statement), expected, format('%s × %s × %s: %s', tbl, persona, op, expected));
     end loop;
   end loop;
 end

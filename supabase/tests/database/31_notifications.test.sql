@@ -28,8 +28,8 @@ select throws_ok($$ select private.notify_user(tests.user_id('stranger'), 'info'
 
 select is(private.notify_account(tests.account_id('notify-team'), 'billing.manage', 'error', 'Payment failed', 'Update your card.', '{"kind": "payment_failed", "invoice": "in_1"}'),
   2, 'notify_account tells each member holding the permission and returns how many');
-select results_eq(
-  $$ select user_id, type, data from public.notifications where data ->> 'kind' = 'payment_failed' order by user_id $$,
+select set_eq(
+  $$ select user_id, type, data from public.notifications where data ->> 'kind' = 'payment_failed' $$,
   $$ values (tests.user_id('owner'), 'error', jsonb_build_object('kind', 'payment_failed', 'invoice', 'in_1', 'account_id', tests.account_id('notify-team'))),
             (tests.user_id('admin'), 'error', jsonb_build_object('kind', 'payment_failed', 'invoice', 'in_1', 'account_id', tests.account_id('notify-team'))) $$,
   'the owner and the admin (billing.manage) are told, with the account id added to data; member and viewer are not');
@@ -49,8 +49,8 @@ select is((select count(*)::int from public.notifications where data ->> 'kind' 
 select tests.authenticate_as('member');
 select public.consume_credits(tests.account_id('notify-team'), 'api_call', 1);
 select tests.clear_authentication();
-select results_eq(
-  $$ select user_id, type, data from public.notifications where data ->> 'kind' = 'low_balance' order by user_id $$,
+select set_eq(
+  $$ select user_id, type, data from public.notifications where data ->> 'kind' = 'low_balance' $$,
   $$ values (tests.user_id('owner'), 'warning', jsonb_build_object('kind', 'low_balance', 'available', 19, 'threshold', 20, 'account_id', tests.account_id('notify-team'))),
             (tests.user_id('admin'), 'warning', jsonb_build_object('kind', 'low_balance', 'available', 19, 'threshold', 20, 'account_id', tests.account_id('notify-team'))) $$,
   'falling below the threshold warns the billing managers with what is left');
@@ -92,8 +92,8 @@ select is((select data::text ~ '"token"' from public.notifications where data ->
 -- Credits granted by a purchase
 -- ---------------------------------------------------------------------------
 select private.grant_credits(tests.account_id('notify-team'), 500, 'purchase', null, 'pi_123', null, '{}');
-select results_eq(
-  $$ select user_id, type, title, (data ->> 'credits')::int from public.notifications where data ->> 'kind' = 'credits_purchased' order by user_id $$,
+select set_eq(
+  $$ select user_id, type, title, (data ->> 'credits')::int from public.notifications where data ->> 'kind' = 'credits_purchased' $$,
   $$ values (tests.user_id('owner'), 'success', '500 credits added', 500),
             (tests.user_id('admin'), 'success', '500 credits added', 500) $$,
   'a purchase tells the billing managers that their credits arrived');
