@@ -2,6 +2,9 @@
 -- Stories: a new user gets every row exactly once; nothing in raw_user_meta_data can
 -- break a signup; emails follow auth.users; deleting a user removes their personal
 -- account and memberships unless they are the only owner of a team.
+-- Personas: Alice signs up with everything; Bob and a dozen others with odd metadata; users
+-- made the way GoTrue or a script might (found by email or phone); Dave, Erin, Frank and
+-- Gina for deletion (Erin owns Erin Co alone, Frank and Gina co-own Shared Co).
 begin;
 select plan(46);
 

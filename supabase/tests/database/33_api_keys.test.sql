@@ -3,7 +3,7 @@
 -- or expired; scoped; and how the usage function meters with one (private.*_with_api_key).
 -- Personas: owner, admin, member, viewer, stranger, staff admin, service_role, anon.
 begin;
-select plan(66);
+select plan(67);
 
 select tests.freeze_time('2031-08-01 12:00:00+00');
 select tests.team('keys-team', owner => 'owner', admins => '{admin}', members => '{member}', viewers => '{viewer}');
@@ -213,6 +213,9 @@ select results_eq(
   'revoking logs one api_key.revoked entry, and revoking again logs nothing more');
 select throws_ok($$ select private.consume_with_api_key((select key from tests.keys where label = 'consume'), 'api_call') $$,
   'PT401', 'invalid_api_key', 'a revoked key is refused like an unknown one');
+
+select is(tests.wallet_invariant(tests.account_id('keys-team')), 'ok',
+  'every charge made with a key left the team''s wallet in agreement with its ledger and lots');
 
 select private.seal_audit_log();
 select is_empty($$ select * from private.verify_audit_chain() $$, 'the audit chain, these entries sealed, is intact');

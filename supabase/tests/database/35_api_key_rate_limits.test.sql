@@ -5,7 +5,7 @@
 -- audited. The clock is frozen: no bucket refills during the stories.
 -- Personas: Olga owns the team, Adam is its admin, Mia a member, Sam a stranger; anon.
 begin;
-select plan(22);
+select plan(23);
 
 select tests.freeze_time('2031-09-01 12:00:00+00');
 select tests.team('keys-35', owner => 'olga', admins => '{adam}', members => '{mia}');
@@ -91,6 +91,8 @@ select is((select before from public.audit_log where action = 'api_key.rate_limi
            and actor_user_id = tests.user_id('olga')),
   '{"rate_limit_capacity": 3, "rate_limit_refill_per_second": 0.5}'::jsonb,
   'with the limit it replaced');
+select is(tests.wallet_invariant(tests.account_id('keys-35')), 'ok',
+  'and the calls the buckets let through left the team''s wallet in agreement with its ledger and lots');
 
 select * from finish();
 rollback;
