@@ -3,6 +3,7 @@
 -- files that follow; the throw-away test database is dropped after the run.
 --
 --   tests.create_supabase_user(identifier, email, id, metadata)  a user in auth.users (triggers run)
+--   tests.create_anonymous_user(identifier, metadata)             an anonymous sign-up (is_anonymous, no email)
 --   tests.get_supabase_uid(identifier)                           that user's id
 --   tests.authenticate_as(identifier)                            act as that user, full JWT claims
 --   tests.authenticate_as_anon()                                 act as the anon key
@@ -12,6 +13,24 @@
 --   tests.allow_storage_deletes()                                 delete in storage as the Storage API does
 --   tests.caught(statement)                                       the error a statement raises, as JSON
 --   tests.rls_probe(persona, statement)                           allow / deny for a statement as a persona
+--
+-- Named fixtures (a story names its people and teams; no UUID literals):
+--   tests.user_id(name) / tests.account_id(name)                 a user's id; a team's (by slug) or a user's personal account
+--   tests.create_users(variadic names)                            users name@test.ledgerbase.dev that do not exist yet
+--   tests.team(slug, owner, admins, members, viewers, name,      a team created by its (primary) owner through create_team_account,
+--              owners)                                            with co-owners,
+--                                                                 members added directly (invitations have their own stories)
+--   tests.add_members(account, role, variadic names)              people join an existing team with a role
+--   tests.invite(label, account, email, role)                     an invitation by the current persona, token kept in
+--                                                                 tests.invitations under the label
+--   tests.make_staff_admin(name)                                  a staff admin (public.user_roles)
+--   tests.act_as(persona)                                         a user's name, 'anon' or 'service_role'
+--   tests.fund_wallet(account, credits, reason)                   credits granted by a staff adjustment
+--   tests.wallet_invariant(account)                               'ok' when wallet = sum of ledger = sum of lots' remaining
+--   tests.rows_affected(statement)                                rows a write changed (RLS filters writes silently)
+--   tests.seen_as(persona, query)                                 a one-value query's answer as a persona, undone
+--   tests.rls_matrix(personas, cases)                             persona × table × operation: allow / deny, one test each
+--   tests.rls_seen(personas, query, expected, description)        persona × what a query sees, one test each
 
 create extension if not exists pgtap with schema extensions;
 
@@ -23,7 +42,8 @@ create or replace function tests.create_supabase_user(
   identifier text,
   email text default null,
   id uuid default null,
-  metadata jsonb default '{}'::jsonb
+  metadata jsonb default '{}'::jsonb,
+  anonymous boolean default false
 ) returns uuid
 language plpgsql
 security definer
@@ -39,14 +59,24 @@ begin
     raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous
   ) values (
     '00000000-0000-0000-0000-000000000000', user_id, 'authenticated', 'authenticated',
-    coalesce(email, identifier || '@test.ledgerbase.dev'), '', now(),
+    case when not anonymous then coalesce(email, identifier || '@test.ledgerbase.dev') end, '',
+    case when not anonymous then now() end,
     '', '', '', '',
-    '{"provider": "email", "providers": ["email"]}'::jsonb,
+    case when anonymous then '{"provider": "anonymous", "providers": ["anonymous"]}'::jsonb
+         else '{"provider": "email", "providers": ["email"]}'::jsonb end,
     coalesce(metadata, '{}'::jsonb) || jsonb_build_object('test_identifier', identifier),
-    now(), now(), false
+    now(), now(), anonymous
   );
   return user_id;
 end
+$$;
+
+create or replace function tests.create_anonymous_user(identifier text, metadata jsonb default '{}'::jsonb)
+returns uuid
+language sql
+set search_path = ''
+as $$
+  select tests.create_supabase_user(identifier, metadata => metadata, anonymous => true)
 $$;
 
 create or replace function tests.get_supabase_user(identifier text)
@@ -204,6 +234,184 @@ exception when others then
 end
 $$;
 
+
+-- ---------------------------------------------------------------------------
+-- Named fixtures
+-- ---------------------------------------------------------------------------
+create or replace function tests.user_id(name text)
+returns uuid
+language sql
+stable
+set search_path = ''
+as $$
+  select tests.get_supabase_uid(name)
+$$;
+
+-- A team by its slug, else the personal account of the user of that name (its id is the user's).
+create or replace function tests.account_id(name text)
+returns uuid
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  found uuid;
+begin
+  select a.id into found from public.accounts a where a.slug = account_id.name;
+  if found is null then
+    select a.id into found from public.accounts a
+    where a.kind = 'personal' and a.id = (tests.get_supabase_user(account_id.name) ->> 'id')::uuid;
+  end if;
+  if found is null then
+    raise exception 'tests: no account "%"; create it with tests.team() or tests.create_supabase_user()', name;
+  end if;
+  return found;
+end
+$$;
+
+create or replace function tests.create_users(variadic names text[])
+returns void
+language sql
+set search_path = ''
+as $$
+  select tests.create_supabase_user(n) from unnest(names) n where tests.get_supabase_user(n) is null
+$$;
+
+create or replace function tests.make_staff_admin(name text)
+returns void
+language sql
+security definer
+set search_path = ''
+as $$
+  update public.user_roles set role = 'admin' where user_id = tests.get_supabase_uid(name)
+$$;
+
+-- Acts as a persona: a test user's name, 'anon' or 'service_role'.
+create or replace function tests.act_as(persona text)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  case persona
+    when 'anon' then perform tests.authenticate_as_anon();
+    when 'service_role' then perform tests.authenticate_as_service_role();
+    else perform tests.authenticate_as(persona);
+  end case;
+end
+$$;
+
+-- People joining a team with a role, inserted into account_members as postgres (the
+-- invitation flow has its own stories); people who do not exist yet are created.
+create or replace function tests.add_members(account uuid, role text, variadic people text[])
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform tests.create_users(variadic people);
+  insert into public.account_members (account_id, user_id, role)
+  select account, tests.get_supabase_uid(person), add_members.role from unnest(people) person;
+end
+$$;
+
+-- Invitations the stories made, by label: the token is shown only once, to the inviter.
+create table if not exists tests.invitations (label text primary key, token text, invitation_id uuid, expires_at timestamptz);
+grant select, insert, update on tests.invitations to authenticated, service_role;
+
+-- An invitation by the current persona (public.invite_member), its token kept under a label.
+create or replace function tests.invite(label text, account uuid, email text, role text default 'member')
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  r jsonb := public.invite_member(account, email, role);
+begin
+  insert into tests.invitations values (label, r ->> 'token', (r ->> 'invitation_id')::uuid, (r ->> 'expires_at')::timestamptz)
+  on conflict on constraint invitations_pkey do update set token = excluded.token, invitation_id = excluded.invitation_id, expires_at = excluded.expires_at;
+  return r;
+end
+$$;
+
+-- A team as its owner makes it (public.create_team_account: slug rules, owner membership,
+-- wallet, audit), then the others added to account_members directly, as postgres: the
+-- invitation flow and the plan's member limit have stories of their own. People who do not
+-- exist yet are created (name@test.ledgerbase.dev). Call it as the test runner.
+create or replace function tests.team(
+  slug text,
+  owner text,
+  admins text[] default '{}',
+  members text[] default '{}',
+  viewers text[] default '{}',
+  name text default null,
+  owners text[] default '{}'
+) returns uuid
+language plpgsql
+set search_path = ''
+as $$
+declare
+  team_id uuid;
+begin
+  perform tests.create_users(variadic array[owner] || owners || admins || members || viewers);
+  perform tests.authenticate_as(owner);
+  select (public.create_team_account(coalesce(team.name, initcap(replace(team.slug, '-', ' '))), team.slug)).id into team_id;
+  perform tests.clear_authentication();
+  perform tests.add_members(team_id, 'owner', variadic owners);
+  perform tests.add_members(team_id, 'admin', variadic admins);
+  perform tests.add_members(team_id, 'member', variadic members);
+  perform tests.add_members(team_id, 'viewer', variadic viewers);
+  return team_id;
+end
+$$;
+
+-- Credits on an account's wallet, as a staff adjustment (public.admin_adjust_credits).
+create or replace function tests.fund_wallet(account uuid, credits bigint, reason text default 'test credits')
+returns void
+language sql
+set search_path = ''
+as $$
+  select public.admin_adjust_credits(account, credits, reason)
+$$;
+
+-- The wallet invariant, read through the public tables only: balance = sum of the ledger's
+-- deltas = the remaining credits of the unexpired lots, and available = balance - held with
+-- held >= 0. 'ok', or the numbers that disagree.
+create or replace function tests.wallet_invariant(account uuid)
+returns text
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select case when w.account_id is null then 'no wallet'
+              when w.balance = l.total and w.balance = g.total and w.available = w.balance - w.held and w.held >= 0
+              then 'ok'
+              else format('balance %s held %s available %s ledger %s lots %s',
+                          w.balance, w.held, w.available, l.total, g.total) end
+  from (select account) a
+  left join public.credit_balances w on w.account_id = a.account
+  cross join lateral (select coalesce(sum(x.delta), 0) as total from public.credit_ledger x where x.account_id = a.account) l
+  cross join lateral (select coalesce(sum(x.remaining), 0) as total from public.credit_grants x
+                      where x.account_id = a.account and (x.expires_at is null or x.expires_at > private.now())) g
+$$;
+
+-- How many rows a write changed (RLS filters writes silently: 0 means refused).
+create or replace function tests.rows_affected(statement text)
+returns integer
+language plpgsql
+set search_path = ''
+as $$
+declare
+  n integer;
+begin
+  execute statement;
+  get diagnostics n = row_count;
+  return n;
+end
+$$;
+
 -- Runs a statement as a persona and undoes it: 'allow' when it saw or changed a row,
 -- 'deny' when it saw none or lacked the privilege, else the error.
 create or replace function tests.rls_probe(persona text, statement text)
@@ -216,11 +424,7 @@ declare
   outcome text;
 begin
   begin
-    case persona
-      when 'anon' then perform tests.authenticate_as_anon();
-      when 'service_role' then perform tests.authenticate_as_service_role();
-      else perform tests.authenticate_as(persona);
-    end case;
+    perform tests.act_as(persona);
     if statement ~* '^\s*select' then
       execute statement into affected;
     else
@@ -238,12 +442,80 @@ begin
 end
 $$;
 
+
+-- A one-value query's answer as a persona (as text; null when it sees nothing), undone like a
+-- probe; 'denied' when the persona lacks the privilege.
+create or replace function tests.seen_as(persona text, query text)
+returns text
+language plpgsql
+set search_path = ''
+as $$
+declare
+  answer text;
+begin
+  begin
+    perform tests.act_as(persona);
+    execute query into answer;
+    raise exception using errcode = 'TPROB', message = 'probe rolled back';
+  exception
+    when sqlstate 'TPROB' then null;
+    when insufficient_privilege then answer := 'denied';
+  end;
+  return answer;
+end
+$$;
+
+-- The RLS matrix: cases is a query giving (tbl, op, statement, allowed text[]), one row per
+-- table and operation; every statement runs as every persona (tests.rls_probe) and is one
+-- test: 'allow' for the personas in allowed, 'deny' for the others.
+create or replace function tests.rls_matrix(personas text[], cases text)
+returns setof text
+language plpgsql
+set search_path = extensions  -- pgTAP's functions call each other unqualified
+as $$
+declare
+  tbl text;
+  op text;
+  statement text;
+  allowed text[];
+  persona text;
+  expected text;
+begin
+  for tbl, op, statement, allowed in
+    execute format('select t.tbl::text, t.op::text, t.statement::text, t.allowed::text[]'
+                   ' from (%s) as t(tbl, op, statement, allowed)', cases)
+  loop
+    foreach persona in array personas loop
+      expected := case when persona = any (allowed) then 'allow' else 'deny' end;
+      return next is(tests.rls_probe(persona, statement), expected, format('%s × %s × %s: %s', tbl, persona, op, expected));
+    end loop;
+  end loop;
+end
+$$;
+
+-- What each persona sees: query gives one value; expected[i] is what personas[i] sees.
+-- One test per persona.
+create or replace function tests.rls_seen(personas text[], query text, expected text[], description text)
+returns setof text
+language plpgsql
+set search_path = extensions  -- pgTAP's functions call each other unqualified
+as $$
+begin
+  if cardinality(personas) <> cardinality(expected) then
+    raise exception 'tests: % personas but % expected answers', cardinality(personas), cardinality(expected);
+  end if;
+  for i in 1 .. cardinality(personas) loop
+    return next is(tests.seen_as(personas[i], query), expected[i], format('%s: %s', personas[i], description));
+  end loop;
+end
+$$;
+
 revoke all on all functions in schema tests from public;
 grant execute on all functions in schema tests to anon, authenticated, service_role;
 
 -- The helpers themselves are tested: everything else stands on them.
 begin;
-select plan(18);
+select plan(18 + 22);
 
 select tests.create_supabase_user('helper_alice', 'alice@helpers.test', '00000000-0000-4000-8000-00000000a11c');
 create table tests.helper_probe (id int);
@@ -298,6 +570,64 @@ select is(tests.rls_probe('anon', $$ select count(*) from auth.users $$), 'deny'
 select is(tests.rls_probe('service_role', $$ select count(*) from tests.helper_probe $$), 'allow',
   'tests.rls_probe reports rows seen as allow');
 select is(current_user::text, session_user::text, 'and the probe''s role switch is undone');
+
+-- Named fixtures: a team by names, found again by names.
+select tests.create_supabase_user('helper_olivia', 'olivia@helpers.test');
+select tests.team('helper-acme', owner => 'helper_olivia', owners => '{helper_otto}', admins => '{helper_adam}',
+                  members => '{helper_mia}', viewers => '{helper_vic}');
+select is(tests.user_id('helper_olivia'), tests.get_supabase_uid('helper_olivia'), 'tests.user_id finds a user by name');
+select tests.create_anonymous_user('helper_ghost');
+select is((select row(is_anonymous, email, raw_app_meta_data ->> 'provider')::text from auth.users where id = tests.user_id('helper_ghost')),
+  row(true, null::text, 'anonymous')::text, 'tests.create_anonymous_user makes an anonymous sign-up: no email, provider anonymous');
+select is(tests.account_id('helper_olivia'), tests.user_id('helper_olivia'),
+  'tests.account_id of a user''s name is their personal account');
+select results_eq(
+  $$ select u.raw_user_meta_data ->> 'test_identifier', m.role from public.account_members m join auth.users u on u.id = m.user_id
+     where m.account_id = tests.account_id('helper-acme') order by m.role, 1 $$,
+  $$ values ('helper_adam', 'admin'), ('helper_mia', 'member'), ('helper_olivia', 'owner'), ('helper_otto', 'owner'),
+            ('helper_vic', 'viewer') $$,
+  'tests.team makes the team with its owners, admins, members and viewers, creating the people it does not know');
+select is((select row(kind, name, primary_owner)::text from public.accounts where slug = 'helper-acme'),
+  row('team', 'Helper Acme', tests.user_id('helper_olivia'))::text,
+  'the team is named after its slug and owned by its owner, as create_team_account makes it');
+select is((select email from auth.users where id = tests.user_id('helper_mia')), 'helper_mia@test.ledgerbase.dev',
+  'a person tests.team creates has the default test email');
+select is(current_user::text, session_user::text, 'tests.team leaves the runner''s role in place');
+select throws_ok($$ select tests.account_id('no-such-team') $$, 'P0001', null, 'asking for an unknown account fails loudly');
+
+update public.plans set max_members = null where key = 'free';  -- room on the free plan, for this file
+select tests.authenticate_as('helper_olivia');
+select tests.invite('helper', tests.account_id('helper-acme'), 'guest@helpers.test', 'viewer');
+select tests.clear_authentication();
+select is((select i.email || ' ' || i.role from public.account_invitations i join tests.invitations t on t.invitation_id = i.id
+           where t.label = 'helper' and t.token ~ '^[A-Za-z0-9_-]{43}$'), 'guest@helpers.test viewer',
+  'tests.invite invites as the persona and keeps the token under its label');
+
+select tests.make_staff_admin('helper_vic');
+select is((select role from public.user_roles where user_id = tests.user_id('helper_vic')), 'admin',
+  'tests.make_staff_admin makes a staff admin');
+
+-- The wallet: funded, and its invariant.
+select tests.fund_wallet(tests.account_id('helper-acme'), 25);
+select is((select balance from public.credit_balances where account_id = tests.account_id('helper-acme')), 25::bigint,
+  'tests.fund_wallet puts the credits on the wallet');
+select is(tests.wallet_invariant(tests.account_id('helper-acme')), 'ok', 'and the wallet invariant holds');
+select is(tests.wallet_invariant(gen_random_uuid()), 'no wallet', 'the invariant of an account without a wallet says so');
+update public.credit_grants set remaining = remaining - 1 where account_id = tests.account_id('helper-acme');
+select isnt(tests.wallet_invariant(tests.account_id('helper-acme')), 'ok',
+  'a lot that disagrees with the ledger breaks the invariant, and the check says so');
+
+-- The RLS runners.
+select is(tests.rows_affected($$ update tests.helper_probe set id = 2 $$), 1, 'tests.rows_affected counts the rows a write changed');
+select is(tests.seen_as('helper_mia', $$ select auth.uid() $$), tests.user_id('helper_mia')::text,
+  'tests.seen_as answers as the persona');
+select is(tests.seen_as('anon', $$ select count(*) from auth.users $$), 'denied',
+  'and says denied when the persona lacks the privilege');
+select * from tests.rls_matrix('{anon,service_role}', $cases$
+  values ('helper_probe', 'select', $$ select count(*) from tests.helper_probe $$, '{service_role}') $cases$);
+select * from tests.rls_seen('{helper_olivia,helper_adam}', $$ select auth.uid() = tests.user_id('helper_olivia') $$,
+  '{true,false}', 'only the owner is the owner');
+select is(current_user::text, session_user::text, 'and the runners leave the runner''s role in place');
 
 select * from finish();
 rollback;

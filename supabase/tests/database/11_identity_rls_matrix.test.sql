@@ -14,73 +14,54 @@ select plan(256 + 24);
 -- ---------------------------------------------------------------------------
 -- The world
 -- ---------------------------------------------------------------------------
-select tests.create_supabase_user('owner', 'owner@matrix.test', '11000000-0000-4000-8000-000000000001', '{"username": "acme_owner"}');
-select tests.create_supabase_user('admin', 'admin@matrix.test', '11000000-0000-4000-8000-000000000002');
-select tests.create_supabase_user('member', 'member@matrix.test', '11000000-0000-4000-8000-000000000003');
-select tests.create_supabase_user('viewer', 'viewer@matrix.test', '11000000-0000-4000-8000-000000000004');
-select tests.create_supabase_user('stranger', 'stranger@matrix.test', '11000000-0000-4000-8000-000000000005');
-select tests.create_supabase_user('staff_admin', 'staff@matrix.test', '11000000-0000-4000-8000-000000000006');
-update public.user_roles set role = 'admin' where user_id = '11000000-0000-4000-8000-000000000006';
-
-insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
-  ('11000000-0000-4000-8000-0000000000a0', 'team', 'Acme', 'acme', '11000000-0000-4000-8000-000000000001', '11000000-0000-4000-8000-000000000001');
-insert into public.account_members (account_id, user_id, role) values
-  ('11000000-0000-4000-8000-0000000000a0', '11000000-0000-4000-8000-000000000001', 'owner'),
-  ('11000000-0000-4000-8000-0000000000a0', '11000000-0000-4000-8000-000000000002', 'admin'),
-  ('11000000-0000-4000-8000-0000000000a0', '11000000-0000-4000-8000-000000000003', 'member'),
-  ('11000000-0000-4000-8000-0000000000a0', '11000000-0000-4000-8000-000000000004', 'viewer');
-insert into public.account_invitations (id, account_id, email, role, invited_by, expires_at) values
-  ('11000000-0000-4000-8000-0000000000b0', '11000000-0000-4000-8000-0000000000a0', 'invitee@matrix.test', 'member',
-   '11000000-0000-4000-8000-000000000001', now() + interval '7 days');
+-- The owner has a username (the case-insensitive uniqueness story below needs one taken).
+select tests.create_supabase_user('owner', 'owner@matrix.test', metadata => '{"username": "acme_owner"}');
+select tests.team('acme', owner => 'owner', admins => '{admin}', members => '{member}', viewers => '{viewer}');
+select tests.create_users('stranger', 'staff_admin');
+select tests.make_staff_admin('staff_admin');
+insert into public.account_invitations (account_id, email, role, invited_by, expires_at) values
+  (tests.account_id('acme'), 'invitee@matrix.test', 'member', tests.user_id('owner'), now() + interval '7 days');
 
 -- ---------------------------------------------------------------------------
 -- The probe
 -- ---------------------------------------------------------------------------
 
-create temp table personas (ord int, persona text) on commit drop;
-insert into personas values
-  (1, 'anon'), (2, 'stranger'), (3, 'viewer'), (4, 'member'), (5, 'admin'), (6, 'owner'),
-  (7, 'staff_admin'), (8, 'service_role');
-
--- One row per table and operation: the statement, and the personas it is allowed for.
--- Targets: the owner's profile, the team, the owner's membership, the pending invitation,
--- catalog rows, the member's staff role.
-create temp table matrix (ord serial, tbl text, op text, statement text, allowed text[]) on commit drop;
-insert into matrix (tbl, op, statement, allowed) values
-  ('profiles', 'select', $$ select count(*) from public.profiles where id = '11000000-0000-4000-8000-000000000001' $$,
+-- 8 tables × 4 operations × 8 personas = 256 assertions.
+select * from tests.rls_matrix('{anon,stranger,viewer,member,admin,owner,staff_admin,service_role}', $matrix$ values
+  ('profiles', 'select', $$ select count(*) from public.profiles where id = tests.user_id('owner') $$,
      '{viewer,member,admin,owner,staff_admin,service_role}'),
-  ('profiles', 'insert', $$ insert into public.profiles (id, email, referral_code) values ('11000000-0000-4000-8000-0000000000ff', 'x@matrix.test', 'ZZZZZZZZ') $$,
+  ('profiles', 'insert', $$ insert into public.profiles (id, email, referral_code) values (gen_random_uuid(), 'x@matrix.test', 'ZZZZZZZZ') $$,
      '{}'),
-  ('profiles', 'update', $$ update public.profiles set full_name = 'Probe' where id = '11000000-0000-4000-8000-000000000001' $$,
+  ('profiles', 'update', $$ update public.profiles set full_name = 'Probe' where id = tests.user_id('owner') $$,
      '{owner}'),
-  ('profiles', 'delete', $$ delete from public.profiles where id = '11000000-0000-4000-8000-000000000001' $$,
+  ('profiles', 'delete', $$ delete from public.profiles where id = tests.user_id('owner') $$,
      '{}'),
 
-  ('accounts', 'select', $$ select count(*) from public.accounts where id = '11000000-0000-4000-8000-0000000000a0' $$,
+  ('accounts', 'select', $$ select count(*) from public.accounts where id = tests.account_id('acme') $$,
      '{viewer,member,admin,owner,staff_admin,service_role}'),
-  ('accounts', 'insert', $$ insert into public.accounts (kind, name, slug, primary_owner) values ('team', 'Probe', 'probe-team', '11000000-0000-4000-8000-000000000005') $$,
+  ('accounts', 'insert', $$ insert into public.accounts (kind, name, slug, primary_owner) values ('team', 'Probe', 'probe-team', tests.user_id('stranger')) $$,
      '{}'),
-  ('accounts', 'update', $$ update public.accounts set name = 'Probe' where id = '11000000-0000-4000-8000-0000000000a0' $$,
+  ('accounts', 'update', $$ update public.accounts set name = 'Probe' where id = tests.account_id('acme') $$,
      '{}'),
-  ('accounts', 'delete', $$ delete from public.accounts where id = '11000000-0000-4000-8000-0000000000a0' $$,
+  ('accounts', 'delete', $$ delete from public.accounts where id = tests.account_id('acme') $$,
      '{}'),
 
-  ('account_members', 'select', $$ select count(*) from public.account_members where account_id = '11000000-0000-4000-8000-0000000000a0' and user_id = '11000000-0000-4000-8000-000000000001' $$,
+  ('account_members', 'select', $$ select count(*) from public.account_members where account_id = tests.account_id('acme') and user_id = tests.user_id('owner') $$,
      '{viewer,member,admin,owner,staff_admin,service_role}'),
-  ('account_members', 'insert', $$ insert into public.account_members (account_id, user_id, role) values ('11000000-0000-4000-8000-0000000000a0', '11000000-0000-4000-8000-000000000005', 'member') $$,
+  ('account_members', 'insert', $$ insert into public.account_members (account_id, user_id, role) values (tests.account_id('acme'), tests.user_id('stranger'), 'member') $$,
      '{}'),
-  ('account_members', 'update', $$ update public.account_members set role = 'owner' where account_id = '11000000-0000-4000-8000-0000000000a0' and user_id = '11000000-0000-4000-8000-000000000003' $$,
+  ('account_members', 'update', $$ update public.account_members set role = 'owner' where account_id = tests.account_id('acme') and user_id = tests.user_id('member') $$,
      '{}'),
-  ('account_members', 'delete', $$ delete from public.account_members where account_id = '11000000-0000-4000-8000-0000000000a0' and user_id = '11000000-0000-4000-8000-000000000003' $$,
+  ('account_members', 'delete', $$ delete from public.account_members where account_id = tests.account_id('acme') and user_id = tests.user_id('member') $$,
      '{}'),
 
-  ('account_invitations', 'select', $$ select count(*) from public.account_invitations where id = '11000000-0000-4000-8000-0000000000b0' $$,
+  ('account_invitations', 'select', $$ select count(*) from public.account_invitations where email = 'invitee@matrix.test' $$,
      '{admin,owner,staff_admin,service_role}'),
-  ('account_invitations', 'insert', $$ insert into public.account_invitations (account_id, email, role, expires_at) values ('11000000-0000-4000-8000-0000000000a0', 'probe@matrix.test', 'member', now() + interval '1 day') $$,
+  ('account_invitations', 'insert', $$ insert into public.account_invitations (account_id, email, role, expires_at) values (tests.account_id('acme'), 'probe@matrix.test', 'member', now() + interval '1 day') $$,
      '{}'),
-  ('account_invitations', 'update', $$ update public.account_invitations set role = 'owner' where id = '11000000-0000-4000-8000-0000000000b0' $$,
+  ('account_invitations', 'update', $$ update public.account_invitations set role = 'owner' where email = 'invitee@matrix.test' $$,
      '{}'),
-  ('account_invitations', 'delete', $$ delete from public.account_invitations where id = '11000000-0000-4000-8000-0000000000b0' $$,
+  ('account_invitations', 'delete', $$ delete from public.account_invitations where email = 'invitee@matrix.test' $$,
      '{}'),
 
   ('roles', 'select', $$ select count(*) from public.roles where key = 'owner' $$,
@@ -110,22 +91,14 @@ insert into matrix (tbl, op, statement, allowed) values
   ('role_permissions', 'delete', $$ delete from public.role_permissions where role = 'viewer' and permission = 'credits.read' $$,
      '{}'),
 
-  ('user_roles', 'select', $$ select count(*) from public.user_roles where user_id = '11000000-0000-4000-8000-000000000003' $$,
+  ('user_roles', 'select', $$ select count(*) from public.user_roles where user_id = tests.user_id('member') $$,
      '{member,staff_admin,service_role}'),
-  ('user_roles', 'insert', $$ insert into public.user_roles (user_id, role) values ('11000000-0000-4000-8000-0000000000ff', 'admin') $$,
+  ('user_roles', 'insert', $$ insert into public.user_roles (user_id, role) values (gen_random_uuid(), 'admin') $$,
      '{}'),
-  ('user_roles', 'update', $$ update public.user_roles set role = 'admin' where user_id = '11000000-0000-4000-8000-000000000003' $$,
+  ('user_roles', 'update', $$ update public.user_roles set role = 'admin' where user_id = tests.user_id('member') $$,
      '{service_role}'),
-  ('user_roles', 'delete', $$ delete from public.user_roles where user_id = '11000000-0000-4000-8000-000000000003' $$,
-     '{}');
-
--- 8 tables × 4 operations × 8 personas = 256 assertions.
-select is(
-  tests.rls_probe(p.persona, m.statement),
-  case when p.persona = any (m.allowed) then 'allow' else 'deny' end,
-  format('%s × %s × %s: %s', m.tbl, p.persona, m.op, case when p.persona = any (m.allowed) then 'allow' else 'deny' end))
-from matrix m cross join personas p
-order by m.ord, p.ord;
+  ('user_roles', 'delete', $$ delete from public.user_roles where user_id = tests.user_id('member') $$,
+     '{}') $matrix$);
 
 -- ---------------------------------------------------------------------------
 -- Strangers see nothing of others; anon sees nothing at all
@@ -145,7 +118,7 @@ select results_eq(
   'a viewer sees their two accounts, the team''s four members plus their own personal membership, and the four team profiles');
 select tests.authenticate_as_anon();
 select throws_ok($$ select count(*) from public.accounts $$, '42501', null, 'anon cannot even query accounts');
-select throws_ok($$ select public.has_permission('11000000-0000-4000-8000-0000000000a0', 'members.read') $$, '42501', null,
+select throws_ok($$ select public.has_permission(tests.account_id('acme'), 'members.read') $$, '42501', null,
   'anon cannot call has_permission');
 select throws_ok($$ select public.create_team_account('Anon Co', 'anon-co') $$, '42501', null,
   'anon cannot call the account RPCs');
@@ -155,60 +128,60 @@ select tests.clear_authentication();
 -- Protected columns, attacked directly through the tables
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('member');
-select throws_ok($$ update public.profiles set referral_code = 'AAAAAAAA' where id = '11000000-0000-4000-8000-000000000003' $$,
+select throws_ok($$ update public.profiles set referral_code = 'AAAAAAAA' where id = tests.user_id('member') $$,
   '42501', 'permission denied for table profiles', 'a user cannot change their own referral_code');
-select throws_ok($$ update public.profiles set referred_by = '11000000-0000-4000-8000-000000000001' where id = '11000000-0000-4000-8000-000000000003' $$,
+select throws_ok($$ update public.profiles set referred_by = tests.user_id('owner') where id = tests.user_id('member') $$,
   '42501', 'permission denied for table profiles', 'a user cannot set who referred them');
-select throws_ok($$ update public.profiles set email = 'spoof@matrix.test' where id = '11000000-0000-4000-8000-000000000003' $$,
+select throws_ok($$ update public.profiles set email = 'spoof@matrix.test' where id = tests.user_id('member') $$,
   '42501', 'permission denied for table profiles', 'a user cannot change the synced email');
-select throws_ok($$ update public.profiles set id = '11000000-0000-4000-8000-000000000005' where id = '11000000-0000-4000-8000-000000000003' $$,
+select throws_ok($$ update public.profiles set id = tests.user_id('stranger') where id = tests.user_id('member') $$,
   '42501', 'permission denied for table profiles', 'a user cannot move their profile to another id');
-select throws_ok($$ update public.account_members set role = 'owner' where user_id = '11000000-0000-4000-8000-000000000003' $$,
+select throws_ok($$ update public.account_members set role = 'owner' where user_id = tests.user_id('member') $$,
   '42501', 'permission denied for table account_members', 'a member cannot promote themselves through the table');
-select throws_ok($$ update public.user_roles set role = 'admin' where user_id = '11000000-0000-4000-8000-000000000003' $$,
+select throws_ok($$ update public.user_roles set role = 'admin' where user_id = tests.user_id('member') $$,
   '42501', 'permission denied for table user_roles', 'a user cannot make themselves staff admin');
 select tests.authenticate_as('owner');
-select throws_ok($$ update public.accounts set kind = 'personal' where id = '11000000-0000-4000-8000-0000000000a0' $$,
+select throws_ok($$ update public.accounts set kind = 'personal' where id = tests.account_id('acme') $$,
   '42501', 'permission denied for table accounts', 'even the owner cannot change the account kind through the table');
-select throws_ok($$ update public.accounts set primary_owner = '11000000-0000-4000-8000-000000000005' where id = '11000000-0000-4000-8000-0000000000a0' $$,
+select throws_ok($$ update public.accounts set primary_owner = tests.user_id('stranger') where id = tests.account_id('acme') $$,
   '42501', 'permission denied for table accounts', 'even the owner cannot hand the account over through the table');
-select throws_ok($$ update public.account_invitations set role = 'owner' where id = '11000000-0000-4000-8000-0000000000b0' $$,
+select throws_ok($$ update public.account_invitations set role = 'owner' where email = 'invitee@matrix.test' $$,
   '42501', 'permission denied for table account_invitations', 'the owner cannot rewrite an invitation through the table');
 select tests.clear_authentication();
 select results_eq(
-  $$ select (select referral_code ~ '^[2-9A-HJKMNP-Z]{8}$' and referred_by is null and email = 'member@matrix.test'
-             from public.profiles where id = '11000000-0000-4000-8000-000000000003'),
-            (select role from public.account_members where account_id = '11000000-0000-4000-8000-0000000000a0' and user_id = '11000000-0000-4000-8000-000000000003'),
-            (select role from public.user_roles where user_id = '11000000-0000-4000-8000-000000000003'),
-            (select kind || ':' || primary_owner from public.accounts where id = '11000000-0000-4000-8000-0000000000a0') $$,
-  $$ values (true, 'member', 'member', 'team:11000000-0000-4000-8000-000000000001') $$,
+  $$ select (select referral_code ~ '^[2-9A-HJKMNP-Z]{8}$' and referred_by is null and email = 'member@test.ledgerbase.dev'
+             from public.profiles where id = tests.user_id('member')),
+            (select role from public.account_members where account_id = tests.account_id('acme') and user_id = tests.user_id('member')),
+            (select role from public.user_roles where user_id = tests.user_id('member')),
+            (select kind || ':' || primary_owner from public.accounts where id = tests.account_id('acme')) $$,
+  $$ values (true, 'member', 'member', 'team:' || tests.user_id('owner')) $$,
   'after those attempts the protected columns are unchanged');
 
 -- What a user may edit on their own profile, and the rules on it.
 select tests.authenticate_as('member');
 select lives_ok(
-  $$ update public.profiles set username = 'Member_One', full_name = ' Mem Ber ', avatar_path = '11000000-0000-4000-8000-000000000003/me.png',
-            preferences = '{"theme": "dark"}' where id = '11000000-0000-4000-8000-000000000003' $$,
+  $$ update public.profiles set username = 'Member_One', full_name = ' Mem Ber ', avatar_path = tests.user_id('member') || '/me.png',
+            preferences = '{"theme": "dark"}' where id = tests.user_id('member') $$,
   'a user edits username, full_name, avatar_path and preferences of their own profile');
 select results_eq(
-  $$ select username, full_name, avatar_path, preferences from public.profiles where id = '11000000-0000-4000-8000-000000000003' $$,
-  $$ values ('member_one', 'Mem Ber', '11000000-0000-4000-8000-000000000003/me.png', '{"theme": "dark"}'::jsonb) $$,
+  $$ select username, full_name, avatar_path, preferences from public.profiles where id = tests.user_id('member') $$,
+  $$ values ('member_one', 'Mem Ber', tests.user_id('member') || '/me.png', '{"theme": "dark"}'::jsonb) $$,
   'the username is stored lower-case and the name trimmed');
-select throws_ok($$ update public.profiles set username = 'ACME_OWNER' where id = '11000000-0000-4000-8000-000000000003' $$,
+select throws_ok($$ update public.profiles set username = 'ACME_OWNER' where id = tests.user_id('member') $$,
   'PT409', 'username_taken', 'usernames are unique regardless of case');
-select throws_ok($$ update public.profiles set username = 'support' where id = '11000000-0000-4000-8000-000000000003' $$,
+select throws_ok($$ update public.profiles set username = 'support' where id = tests.user_id('member') $$,
   '22023', 'invalid_username', 'a reserved username is refused');
-select throws_ok($$ update public.profiles set username = 'no spaces!' where id = '11000000-0000-4000-8000-000000000003' $$,
+select throws_ok($$ update public.profiles set username = 'no spaces!' where id = tests.user_id('member') $$,
   '22023', 'invalid_username', 'a username outside [a-z0-9_] is refused');
-select throws_ok($$ update public.profiles set username = 'ab' where id = '11000000-0000-4000-8000-000000000003' $$,
+select throws_ok($$ update public.profiles set username = 'ab' where id = tests.user_id('member') $$,
   '22023', 'invalid_username', 'a username shorter than 3 characters is refused');
-select throws_ok($$ update public.profiles set username = repeat('x', 31) where id = '11000000-0000-4000-8000-000000000003' $$,
+select throws_ok($$ update public.profiles set username = repeat('x', 31) where id = tests.user_id('member') $$,
   '22023', 'invalid_username', 'a username longer than 30 characters is refused');
-select throws_ok($$ update public.profiles set preferences = '[1, 2]' where id = '11000000-0000-4000-8000-000000000003' $$,
+select throws_ok($$ update public.profiles set preferences = '[1, 2]' where id = tests.user_id('member') $$,
   '22023', 'invalid_input', 'preferences must be a JSON object');
 select tests.clear_authentication();
 select is(
-  (select username from public.profiles where id = '11000000-0000-4000-8000-000000000003'),
+  (select username from public.profiles where id = tests.user_id('member')),
   'member_one',
   'refused usernames changed nothing');
 

@@ -9,139 +9,119 @@ begin;
 select plan(70);
 
 select tests.freeze_time('2031-05-01 12:00:00+00');
-select tests.create_supabase_user('olga', 'olga@roles16.test', '16000000-0000-4000-8000-000000000001');
-select tests.create_supabase_user('adam', 'adam@roles16.test', '16000000-0000-4000-8000-000000000002');
-select tests.create_supabase_user('mia', 'mia@roles16.test', '16000000-0000-4000-8000-000000000003');
-select tests.create_supabase_user('vic', 'vic@roles16.test', '16000000-0000-4000-8000-000000000004');
-select tests.create_supabase_user('pat', 'pat@roles16.test', '16000000-0000-4000-8000-000000000005');
-select tests.create_supabase_user('sam', 'sam@roles16.test', '16000000-0000-4000-8000-000000000006');
 
 -- Fixtures, as postgres: the two teams, Acme's members, a catalog plan for checkout, and
 -- room for invitations on the free plan.
-insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
-  ('16000000-0000-4000-8000-0000000000a0', 'team', 'Acme', 'acme-16',
-   '16000000-0000-4000-8000-000000000001', '16000000-0000-4000-8000-000000000001'),
-  ('16000000-0000-4000-8000-0000000000b0', 'team', 'Sam Co', 'samco-16',
-   '16000000-0000-4000-8000-000000000006', '16000000-0000-4000-8000-000000000006');
-insert into public.account_members (account_id, user_id, role) values
-  ('16000000-0000-4000-8000-0000000000a0', '16000000-0000-4000-8000-000000000001', 'owner'),
-  ('16000000-0000-4000-8000-0000000000a0', '16000000-0000-4000-8000-000000000002', 'admin'),
-  ('16000000-0000-4000-8000-0000000000a0', '16000000-0000-4000-8000-000000000003', 'member'),
-  ('16000000-0000-4000-8000-0000000000a0', '16000000-0000-4000-8000-000000000004', 'viewer'),
-  ('16000000-0000-4000-8000-0000000000a0', '16000000-0000-4000-8000-000000000005', 'viewer'),
-  ('16000000-0000-4000-8000-0000000000b0', '16000000-0000-4000-8000-000000000006', 'owner');
+select tests.team('acme', owner => 'olga', admins => '{adam}', members => '{mia}', viewers => '{vic,pat}');
+select tests.team('samco', owner => 'sam', name => 'Sam Co');
 insert into public.plans (key, name, tier, price_cents, stripe_price_id, included_credits, limits, active) values
   ('t16_team', 'Team', 5, 4900, 'price_t16team', 500, '{}', true);
 update public.plans set max_members = null where key = 'free';
 
-create function tests.acme() returns uuid language sql immutable as $$ select '16000000-0000-4000-8000-0000000000a0'::uuid $$;
-create function tests.samco() returns uuid language sql immutable as $$ select '16000000-0000-4000-8000-0000000000b0'::uuid $$;
-create function tests.uid(name text) returns uuid language sql stable as $$ select tests.get_supabase_uid(name) $$;
 create table tests.roles16 (label text primary key, id uuid);
 grant select, insert on tests.roles16 to authenticated;
-grant execute on function tests.acme(), tests.samco(), tests.uid(text) to anon, authenticated;
 
 -- ---------------------------------------------------------------------------
 -- An admin creates "billing" and gives it to Mia
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('adam');
 insert into tests.roles16
-select 'billing', public.create_role(tests.acme(), 'billing', 'Billing', '{billing.manage, billing.read, billing.read}',
+select 'billing', public.create_role(tests.account_id('acme'), 'billing', 'Billing', '{billing.manage, billing.read, billing.read}',
                                      'Pays the bills');
 select is((select row(key, name, description, rank, account_id)::text from public.roles where id = (select id from tests.roles16 where label = 'billing')),
-  row('billing', 'Billing', 'Pays the bills', 25, tests.acme())::text,
+  row('billing', 'Billing', 'Pays the bills', 25, tests.account_id('acme'))::text,
   'Adam creates the custom role "billing" in Acme: it ranks 25, between member and admin');
 select is((select array_agg(permission order by permission) from public.role_permissions
            where role_id = (select id from tests.roles16 where label = 'billing')),
   '{billing.manage,billing.read}'::text[], 'with its permissions, once each');
-select lives_ok($$ select public.set_member_role(tests.acme(), tests.uid('mia'), 'billing') $$,
+select lives_ok($$ select public.set_member_role(tests.account_id('acme'), tests.user_id('mia'), 'billing') $$,
   'Adam gives Mia the role by its key');
-select is((select role from public.account_members where account_id = tests.acme() and user_id = tests.uid('mia')), 'billing',
+select is((select role from public.account_members where account_id = tests.account_id('acme') and user_id = tests.user_id('mia')), 'billing',
   'account_members.role reads the custom key, as clients read system keys');
 
 select tests.authenticate_as('mia');
-select ok(public.has_permission(tests.acme(), 'billing.manage'), 'Mia now holds billing.manage');
-select ok(not public.has_permission(tests.acme(), 'credits.consume'), 'and no longer what a member held (credits.consume)');
-select lives_ok($$ select public.begin_checkout(tests.acme(), 't16_team', null, 1) $$, 'Mia can open a checkout for Acme');
-select throws_ok($$ select public.invite_member(tests.acme(), 'zoe@roles16.test', 'viewer') $$,
+select ok(public.has_permission(tests.account_id('acme'), 'billing.manage'), 'Mia now holds billing.manage');
+select ok(not public.has_permission(tests.account_id('acme'), 'credits.consume'), 'and no longer what a member held (credits.consume)');
+select lives_ok($$ select public.begin_checkout(tests.account_id('acme'), 't16_team', null, 1) $$, 'Mia can open a checkout for Acme');
+select throws_ok($$ select public.invite_member(tests.account_id('acme'), 'zoe@test.ledgerbase.dev', 'viewer') $$,
   '42501', 'permission denied', 'but cannot invite anyone');
-select throws_ok($$ select public.create_role(tests.acme(), 'x_role', 'X', '{billing.read}') $$,
+select throws_ok($$ select public.create_role(tests.account_id('acme'), 'x_role', 'X', '{billing.read}') $$,
   '42501', 'permission denied', 'nor define roles (members.manage)');
 
 select tests.clear_authentication();
 select is((select row(action, actor_user_id, account_id, after)::text from public.audit_log
-           where action = 'role.created' and account_id = tests.acme()),
-  row('role.created', tests.uid('adam'), tests.acme(),
+           where action = 'role.created' and account_id = tests.account_id('acme')),
+  row('role.created', tests.user_id('adam'), tests.account_id('acme'),
       '{"key": "billing", "name": "Billing", "description": "Pays the bills", "permissions": ["billing.manage", "billing.read"]}'::jsonb)::text,
   'the creation is audited with the role as created, by Adam');
 select is((select count(*)::int from public.audit_log
-           where action = 'member.role_changed' and account_id = tests.acme() and entity_id like '%' || tests.uid('mia')::text || '%'), 1,
+           where action = 'member.role_changed' and account_id = tests.account_id('acme') and entity_id like '%' || tests.user_id('mia')::text || '%'), 1,
   'and Mia''s new role too');
 
 -- ---------------------------------------------------------------------------
 -- account.delete stays with owners; nobody grants what they do not hold
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('adam');
-select is(tests.caught($$ select public.create_role(tests.acme(), 'deleter', 'Deleter', '{account.delete}') $$) - 'hint',
+select is(tests.caught($$ select public.create_role(tests.account_id('acme'), 'deleter', 'Deleter', '{account.delete}') $$) - 'hint',
   jsonb_build_object('code', '22023', 'message', 'invalid_permission',
                      'detail', 'account.delete stays with owners: a custom role cannot carry it'),
   'an admin cannot create a role with account.delete');
-select throws_ok($$ select public.create_role(tests.acme(), 'odd', 'Odd', '{credits.fly}') $$,
+select throws_ok($$ select public.create_role(tests.account_id('acme'), 'odd', 'Odd', '{credits.fly}') $$,
   '22023', 'invalid_permission', 'an unknown permission is refused');
-select throws_ok($$ select public.create_role(tests.acme(), 'admin', 'Admin 2', '{billing.read}') $$,
+select throws_ok($$ select public.create_role(tests.account_id('acme'), 'admin', 'Admin 2', '{billing.read}') $$,
   '22023', 'invalid_role', 'a system key cannot be reused');
-select throws_ok($$ select public.create_role(tests.acme(), 'Bad Key!', 'X', '{billing.read}') $$,
+select throws_ok($$ select public.create_role(tests.account_id('acme'), 'Bad Key!', 'X', '{billing.read}') $$,
   '22023', 'invalid_role', 'a key is a-z, 0-9 and _');
-select throws_ok($$ select public.create_role(tests.acme(), 'billing', 'Again', '{billing.read}') $$,
+select throws_ok($$ select public.create_role(tests.account_id('acme'), 'billing', 'Again', '{billing.read}') $$,
   'PT409', 'role_exists', 'a key names one role per account');
-select throws_ok($$ select public.create_role(tests.acme(), 'nameless', E'Evil\u202Ename', '{billing.read}') $$,
+select throws_ok($$ select public.create_role(tests.account_id('acme'), 'nameless', E'Evil\u202Ename', '{billing.read}') $$,
   '22023', 'unsafe_characters', 'a name with bidi overrides is refused');
-select throws_ok($$ select public.create_role(tests.uid('adam'), 'solo', 'Solo', '{billing.read}') $$,
+select throws_ok($$ select public.create_role(tests.user_id('adam'), 'solo', 'Solo', '{billing.read}') $$,
   '22023', 'personal_account', 'a personal account has no custom roles');
 insert into tests.roles16
-select 'people', public.create_role(tests.acme(), 'people', 'People', '{members.read, members.manage}');
-select lives_ok($$ select public.set_member_role(tests.acme(), tests.uid('pat'), 'people') $$, 'Adam makes Pat a people manager');
+select 'people', public.create_role(tests.account_id('acme'), 'people', 'People', '{members.read, members.manage}');
+select lives_ok($$ select public.set_member_role(tests.account_id('acme'), tests.user_id('pat'), 'people') $$, 'Adam makes Pat a people manager');
 
 select tests.authenticate_as('olga');
-select throws_ok($$ select public.create_role(tests.acme(), 'deleter', 'Deleter', '{account.delete}') $$,
+select throws_ok($$ select public.create_role(tests.account_id('acme'), 'deleter', 'Deleter', '{account.delete}') $$,
   '22023', 'invalid_permission', 'not even the owner can put account.delete in a custom role');
 
 select tests.authenticate_as('pat');
-select is(tests.caught($$ select public.create_role(tests.acme(), 'payer', 'Payer', '{billing.manage}') $$) ->> 'detail',
+select is(tests.caught($$ select public.create_role(tests.account_id('acme'), 'payer', 'Payer', '{billing.manage}') $$) ->> 'detail',
   'you cannot grant permissions you do not hold: billing.manage',
   'Pat (members.manage) cannot create a role granting billing.manage, which Pat lacks');
 select throws_ok($$ select public.update_role((select id from tests.roles16 where label = 'people'), permissions => '{members.read, members.manage, billing.manage}') $$,
   '42501', 'permission denied', 'nor add it to his own role');
-select throws_ok($$ select public.set_member_role(tests.acme(), tests.uid('vic'), 'admin') $$,
+select throws_ok($$ select public.set_member_role(tests.account_id('acme'), tests.user_id('vic'), 'admin') $$,
   '42501', 'permission denied', 'a custom role ranks below admin: Pat cannot make anyone admin');
-select throws_ok($$ select public.set_member_role(tests.acme(), tests.uid('vic'), 'billing') $$,
+select throws_ok($$ select public.set_member_role(tests.account_id('acme'), tests.user_id('vic'), 'billing') $$,
   '42501', 'permission denied', 'nor give a role granting what he lacks');
-select throws_ok($$ select public.set_member_role(tests.acme(), tests.uid('mia'), 'people') $$,
+select throws_ok($$ select public.set_member_role(tests.account_id('acme'), tests.user_id('mia'), 'people') $$,
   '42501', 'permission denied', 'nor change Mia, whose role grants what he lacks');
-select throws_ok($$ select public.remove_member(tests.acme(), tests.uid('mia')) $$,
+select throws_ok($$ select public.remove_member(tests.account_id('acme'), tests.user_id('mia')) $$,
   '42501', 'permission denied', 'nor remove her');
-select throws_ok($$ select public.transfer_ownership(tests.acme(), tests.uid('pat')) $$,
+select throws_ok($$ select public.transfer_ownership(tests.account_id('acme'), tests.user_id('pat')) $$,
   '42501', 'permission denied', 'ownership transfer stays with owners');
-select throws_ok($$ select public.delete_account(tests.acme()) $$,
+select throws_ok($$ select public.delete_account(tests.account_id('acme')) $$,
   '42501', 'permission denied', 'and so does deleting the account');
-select lives_ok($$ select public.create_role(tests.acme(), 'roster', 'Roster', '{members.read}') $$,
+select lives_ok($$ select public.create_role(tests.account_id('acme'), 'roster', 'Roster', '{members.read}') $$,
   'Pat may define a role within his own permissions');
 
 -- ---------------------------------------------------------------------------
 -- Keys are per account; invitations carry custom roles
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('sam');
-insert into tests.roles16 select 'sam_billing', public.create_role(tests.samco(), 'billing', 'Sam''s billing', '{billing.read}');
+insert into tests.roles16 select 'sam_billing', public.create_role(tests.account_id('samco'), 'billing', 'Sam''s billing', '{billing.read}');
 select isnt((select id from tests.roles16 where label = 'sam_billing'), (select id from tests.roles16 where label = 'billing'),
   'Sam''s team has its own "billing", another role');
 
 select tests.authenticate_as('adam');
-select lives_ok($$ select public.invite_member(tests.acme(), 'zoe@roles16.test', 'billing') $$, 'Adam invites Zoe as billing');
+select lives_ok($$ select public.invite_member(tests.account_id('acme'), 'zoe@test.ledgerbase.dev', 'billing') $$, 'Adam invites Zoe as billing');
 select tests.clear_authentication();
-select is((select role_id from public.account_invitations where account_id = tests.acme() and email = 'zoe@roles16.test'),
+select is((select role_id from public.account_invitations where account_id = tests.account_id('acme') and email = 'zoe@test.ledgerbase.dev'),
   (select id from tests.roles16 where label = 'billing'), 'the invitation holds Acme''s billing role, not Sam''s');
 select tests.authenticate_as('sam');
-select throws_ok($$ select public.set_member_role(tests.samco(), tests.uid('sam'), 'people') $$,
+select throws_ok($$ select public.set_member_role(tests.account_id('samco'), tests.user_id('sam'), 'people') $$,
   '22023', 'invalid_role', 'another account''s custom key means nothing in Sam''s team');
 
 -- ---------------------------------------------------------------------------
@@ -152,7 +132,7 @@ select lives_ok($$ select public.update_role((select id from tests.roles16 where
                                              permissions => '{billing.read, billing.manage, credits.read}') $$,
   'Adam renames billing to Finance and adds credits.read');
 select tests.authenticate_as('mia');
-select ok(public.has_permission(tests.acme(), 'credits.read'), 'Mia reads credits from then on');
+select ok(public.has_permission(tests.account_id('acme'), 'credits.read'), 'Mia reads credits from then on');
 select tests.clear_authentication();
 select is((select before ->> 'name' || ' -> ' || (after ->> 'name') || ', ' || (after -> 'permissions')::text from public.audit_log
            where action = 'role.updated' and entity_id = (select id::text from tests.roles16 where label = 'billing')),
@@ -191,34 +171,34 @@ select is(public.delete_role((select id from tests.roles16 where label = 'billin
   'with replacement member it moves one member and deletes the role');
 select tests.clear_authentication();
 select is((select role || '/' || (role_id = (select id from public.roles where key = 'member' and account_id is null))
-           from public.account_members where account_id = tests.acme() and user_id = tests.uid('mia')),
+           from public.account_members where account_id = tests.account_id('acme') and user_id = tests.user_id('mia')),
   'member/true', 'Mia is a member again');
-select is((select role from public.account_invitations where account_id = tests.acme() and email = 'zoe@roles16.test'),
+select is((select role from public.account_invitations where account_id = tests.account_id('acme') and email = 'zoe@test.ledgerbase.dev'),
   'member', 'Zoe''s invitation now gives member');
 select ok(not exists (select 1 from public.roles where id = (select id from tests.roles16 where label = 'billing')),
   'the role is gone, with its permissions');
-select is((select after from public.audit_log where action = 'role.deleted' and account_id = tests.acme()),
+select is((select after from public.audit_log where action = 'role.deleted' and account_id = tests.account_id('acme')),
   '{"replacement": "member", "members_moved": 1}'::jsonb, 'the deletion is audited with where the members went');
 select tests.authenticate_as('adam');
-select is(public.delete_role((select id from public.roles where account_id = tests.acme() and key = 'roster')), 0,
+select is(public.delete_role((select id from public.roles where account_id = tests.account_id('acme') and key = 'roster')), 0,
   'a role nobody holds is deleted without a replacement');
 
 -- ---------------------------------------------------------------------------
 -- Who reads custom roles (RLS), per persona
 -- ---------------------------------------------------------------------------
 select tests.clear_authentication();
-select is(tests.rls_probe('olga', $$ select count(*) from public.roles where account_id = tests.acme() $$), 'allow', 'the owner reads Acme''s custom roles');
-select is(tests.rls_probe('adam', $$ select count(*) from public.roles where account_id = tests.acme() $$), 'allow', 'the admin reads them');
-select is(tests.rls_probe('mia', $$ select count(*) from public.roles where account_id = tests.acme() $$), 'allow', 'a member reads them (members.read)');
-select is(tests.rls_probe('vic', $$ select count(*) from public.roles where account_id = tests.acme() $$), 'allow', 'a viewer reads them');
-select is(tests.rls_probe('sam', $$ select count(*) from public.roles where account_id = tests.acme() $$), 'deny', 'a stranger sees no custom role of Acme');
-select is(tests.rls_probe('anon', $$ select count(*) from public.roles where account_id = tests.acme() $$), 'deny', 'anon sees none');
+select is(tests.rls_probe('olga', $$ select count(*) from public.roles where account_id = tests.account_id('acme') $$), 'allow', 'the owner reads Acme''s custom roles');
+select is(tests.rls_probe('adam', $$ select count(*) from public.roles where account_id = tests.account_id('acme') $$), 'allow', 'the admin reads them');
+select is(tests.rls_probe('mia', $$ select count(*) from public.roles where account_id = tests.account_id('acme') $$), 'allow', 'a member reads them (members.read)');
+select is(tests.rls_probe('vic', $$ select count(*) from public.roles where account_id = tests.account_id('acme') $$), 'allow', 'a viewer reads them');
+select is(tests.rls_probe('sam', $$ select count(*) from public.roles where account_id = tests.account_id('acme') $$), 'deny', 'a stranger sees no custom role of Acme');
+select is(tests.rls_probe('anon', $$ select count(*) from public.roles where account_id = tests.account_id('acme') $$), 'deny', 'anon sees none');
 select is(tests.rls_probe('vic', $$ select count(*) from public.role_permissions rp join tests.roles16 t on t.id = rp.role_id where t.label = 'people' $$),
   'allow', 'a viewer reads what Acme''s roles grant');
 select is(tests.rls_probe('sam', $$ select count(*) from public.role_permissions rp join tests.roles16 t on t.id = rp.role_id where t.label = 'people' $$),
   'deny', 'a stranger does not');
 select is(tests.rls_probe('sam', $$ select count(*) from public.roles where key = 'owner' and account_id is null $$), 'allow', 'everyone signed in reads the system roles');
-select is(tests.rls_probe('adam', $$ update public.roles set name = 'x' where account_id = tests.acme() $$), 'deny', 'nobody writes roles but through the RPCs');
+select is(tests.rls_probe('adam', $$ update public.roles set name = 'x' where account_id = tests.account_id('acme') $$), 'deny', 'nobody writes roles but through the RPCs');
 select is(tests.rls_probe('adam', $$ delete from public.role_permissions where role = 'people' $$), 'deny', 'nor their permissions');
 
 select tests.authenticate_as('sam');
@@ -226,10 +206,10 @@ select throws_ok($$ select public.update_role((select id from tests.roles16 wher
   'PT404', 'not_found', 'a stranger editing Acme''s role finds nothing, as for an unknown id');
 select throws_ok($$ select public.delete_role((select id from tests.roles16 where label = 'people')) $$,
   'PT404', 'not_found', 'nor can he delete it');
-select throws_ok($$ select public.create_role(tests.acme(), 'spy', 'Spy', '{members.read}') $$,
+select throws_ok($$ select public.create_role(tests.account_id('acme'), 'spy', 'Spy', '{members.read}') $$,
   '42501', 'permission denied', 'nor create one there');
 select tests.authenticate_as_anon();
-select throws_ok($$ select public.create_role(tests.acme(), 'anon', 'Anon', '{members.read}') $$,
+select throws_ok($$ select public.create_role(tests.account_id('acme'), 'anon', 'Anon', '{members.read}') $$,
   '42501', null, 'anon cannot call create_role');
 
 -- ---------------------------------------------------------------------------
@@ -248,12 +228,13 @@ select throws_ok($$ insert into public.role_permissions (role, permission) value
 -- Deleting the account takes its custom roles along
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('olga');
-select lives_ok($$ select public.invite_member(tests.acme(), 'yan@roles16.test', 'people') $$,
+select lives_ok($$ select public.invite_member(tests.account_id('acme'), 'yan@test.ledgerbase.dev', 'people') $$,
   'Olga invites Yan as a people manager');
 select tests.clear_authentication();
-select lives_ok($$ delete from public.accounts where id = tests.acme() $$,
+create temp table deleted_acme on commit drop as select tests.account_id('acme') as id;
+select lives_ok($$ delete from public.accounts where id = tests.account_id('acme') $$,
   'Acme is deleted with members and a pending invitation holding its custom role');
-select is((select count(*)::int from public.roles where account_id = tests.acme()), 0, 'and its custom roles are gone');
+select is((select count(*)::int from public.roles where account_id = (select id from deleted_acme)), 0, 'and its custom roles are gone');
 
 select * from finish();
 rollback;

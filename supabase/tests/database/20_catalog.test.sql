@@ -3,22 +3,14 @@
 -- and not writable by anyone else. Seed-independent: the stories run on rows made here
 -- (key prefix t20_); the demo catalog of the seed is asserted separately at the end.
 --
--- Personas: anon, stranger (signed in, no team), member and owner of a team, staff admin,
--- service_role.
+-- Personas: anon, stranger (signed in, no team), member and owner of team Catalog Co, staff
+-- admin, service_role.
 begin;
 select plan(50);
 
-select tests.create_supabase_user('t20_owner', 'owner@catalog.test', '20000000-0000-4000-8000-000000000001');
-select tests.create_supabase_user('t20_member', 'member@catalog.test', '20000000-0000-4000-8000-000000000003');
-select tests.create_supabase_user('t20_stranger', 'stranger@catalog.test', '20000000-0000-4000-8000-000000000005');
-select tests.create_supabase_user('t20_staff', 'staff@catalog.test', '20000000-0000-4000-8000-000000000006');
-update public.user_roles set role = 'admin' where user_id = '20000000-0000-4000-8000-000000000006';
-insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
-  ('20000000-0000-4000-8000-0000000000a0', 'team', 'Catalog Co', 't20-team',
-   '20000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000001');
-insert into public.account_members (account_id, user_id, role) values
-  ('20000000-0000-4000-8000-0000000000a0', '20000000-0000-4000-8000-000000000001', 'owner'),
-  ('20000000-0000-4000-8000-0000000000a0', '20000000-0000-4000-8000-000000000003', 'member');
+select tests.team('catalog-co', owner => 'owner', members => '{member}');
+select tests.create_users('stranger', 'staff');
+select tests.make_staff_admin('staff');
 
 -- Our own catalog rows, one active and one retired of each kind (as the runner).
 insert into public.plans (key, name, tier, price_cents, included_credits, limits, active, created_at, updated_at) values
@@ -41,44 +33,26 @@ language sql stable set search_path = '' as $$
 $$;
 grant execute on function tests.t20_visible() to anon, authenticated, service_role;
 
--- How many rows a statement changed (RLS filters writes silently: 0 means refused).
-create function tests.rows_affected(statement text) returns integer
-language plpgsql set search_path = '' as $$
-declare n integer;
-begin
-  execute statement;
-  get diagnostics n = row_count;
-  return n;
-end
-$$;
-grant execute on function tests.rows_affected(text) to anon, authenticated, service_role;
 
 -- ---------------------------------------------------------------------------
 -- Reading: active rows for everyone, everything for staff admins and service_role
 -- ---------------------------------------------------------------------------
-select tests.authenticate_as_anon();
-select is(tests.t20_visible(), 't20_live_plan|t20_live_pack|t20_live_action',
-  'anon (pricing page) reads active plans, packs and actions only');
-select tests.authenticate_as('t20_stranger');
-select is(tests.t20_visible(), 't20_live_plan|t20_live_pack|t20_live_action',
-  'a signed-in stranger reads active rows only');
-select tests.authenticate_as('t20_member');
-select is(tests.t20_visible(), 't20_live_plan|t20_live_pack|t20_live_action',
-  'a team member reads active rows only');
-select tests.authenticate_as('t20_owner');
-select is(tests.t20_visible(), 't20_live_plan|t20_live_pack|t20_live_action',
-  'even a team owner reads active rows only');
-select tests.authenticate_as('t20_staff');
-select is(tests.t20_visible(), 't20_live_plan,t20_old_plan|t20_live_pack,t20_old_pack|t20_live_action,t20_old_action',
-  'a staff admin reads retired rows too');
-select tests.authenticate_as_service_role();
-select is(tests.t20_visible(), 't20_live_plan,t20_old_plan|t20_live_pack,t20_old_pack|t20_live_action,t20_old_action',
-  'service_role reads every row');
+-- Anon (the pricing page), a signed-in stranger, a team member and even its owner read active
+-- rows only; a staff admin and service_role read the retired ones too.
+select * from tests.rls_seen('{anon,stranger,member,owner,staff,service_role}', 'select tests.t20_visible()',
+  array[
+    't20_live_plan|t20_live_pack|t20_live_action',
+    't20_live_plan|t20_live_pack|t20_live_action',
+    't20_live_plan|t20_live_pack|t20_live_action',
+    't20_live_plan|t20_live_pack|t20_live_action',
+    't20_live_plan,t20_old_plan|t20_live_pack,t20_old_pack|t20_live_action,t20_old_action',
+    't20_live_plan,t20_old_plan|t20_live_pack,t20_old_pack|t20_live_action,t20_old_action'],
+  'the catalog rows it reads');
 
 -- A retired row is invisible even when asked for by key.
 select tests.authenticate_as_anon();
 select is((select count(*)::int from public.plans where key = 't20_old_plan'), 0, 'anon cannot read a retired plan by key');
-select tests.authenticate_as('t20_member');
+select tests.authenticate_as('member');
 select is((select count(*)::int from public.billable_actions where key = 't20_old_action'), 0,
   'a member cannot read a retired action by key');
 
@@ -93,7 +67,7 @@ select throws_ok($$ update public.credit_packs set price_cents = 1 where key = '
 select throws_ok($$ delete from public.billable_actions where key = 't20_live_action' $$,
   '42501', 'permission denied for table billable_actions', 'anon cannot delete actions');
 
-select tests.authenticate_as('t20_owner');
+select tests.authenticate_as('owner');
 select throws_ok($$ insert into public.plans (key, name) values ('t20_owner_plan', 'Mine') $$,
   '42501', 'new row violates row-level security policy for table "plans"', 'a team owner cannot create plans');
 select throws_ok($$ insert into public.credit_packs (key, name, credits, price_cents) values ('t20_owner_pack', 'Mine', 1000000, 0) $$,
@@ -107,7 +81,7 @@ select is(tests.rows_affected($$ update public.plans set price_cents = 0, includ
 select is(tests.rows_affected($$ delete from public.credit_packs where key = 't20_live_pack' $$),
   0, 'an owner''s delete of a pack touches no row (RLS)');
 
-select tests.authenticate_as('t20_member');
+select tests.authenticate_as('member');
 select throws_ok($$ insert into public.billable_actions (key, name, credits) values ('t20_member_action', 'Mine', 0) $$,
   '42501', 'new row violates row-level security policy for table "billable_actions"', 'a member cannot create actions');
 select is(tests.rows_affected($$ update public.credit_packs set credits = 999999 where key = 't20_live_pack' $$),
@@ -115,7 +89,7 @@ select is(tests.rows_affected($$ update public.credit_packs set credits = 999999
 select is(tests.rows_affected($$ delete from public.plans where key = 't20_live_plan' $$),
   0, 'a member''s delete of a plan touches no row (RLS)');
 
-select tests.authenticate_as('t20_stranger');
+select tests.authenticate_as('stranger');
 select is(tests.rows_affected($$ update public.plans set active = true where key = 't20_old_plan' $$),
   0, 'a stranger cannot re-activate a retired plan');
 
@@ -138,7 +112,7 @@ select results_eq(
 -- ---------------------------------------------------------------------------
 -- Staff admins manage the catalog
 -- ---------------------------------------------------------------------------
-select tests.authenticate_as('t20_staff');
+select tests.authenticate_as('staff');
 select lives_ok($$ insert into public.plans (key, name, tier, price_cents, included_credits, limits) values ('t20_staff_plan', 'Staff plan', 9, 4900, 2000, '{"quotas": {"api_call": 5}}') $$,
   'a staff admin creates a plan');
 select lives_ok($$ insert into public.credit_packs (key, name, credits, price_cents) values ('t20_staff_pack', 'Staff pack', 1000, 3500) $$,

@@ -9,15 +9,10 @@ select tests.freeze_time('2031-05-01 09:00:00+00');
 -- Invitations are the subject here, not the plan's member limit (14_identity_member_limits):
 -- the teams are on the free plan, whose max_members is lifted inside this transaction.
 update public.plans set max_members = null where key = 'free';
-select tests.create_supabase_user('owner', 'owner@audit.test', '30000000-0000-4000-8000-000000000001');
-select tests.create_supabase_user('admin', 'admin@audit.test', '30000000-0000-4000-8000-000000000002');
-select tests.create_supabase_user('member', 'member@audit.test', '30000000-0000-4000-8000-000000000003');
-select tests.create_supabase_user('viewer', 'viewer@audit.test', '30000000-0000-4000-8000-000000000004');
-select tests.create_supabase_user('stranger', 'stranger@audit.test', '30000000-0000-4000-8000-000000000005');
-select tests.create_supabase_user('staff', 'staff@audit.test', '30000000-0000-4000-8000-000000000006');
-update public.user_roles set role = 'admin' where user_id = '30000000-0000-4000-8000-000000000006';
+select tests.create_users('owner', 'admin', 'member', 'viewer', 'stranger', 'staff');
+select tests.make_staff_admin('staff');
 
--- Test plumbing: what was logged since the last mark, and the team's id.
+-- Test plumbing: what was logged since the last mark.
 create table tests.audit_mark (id bigint);
 insert into tests.audit_mark select coalesce(max(id), 0) from public.audit_log;
 create function tests.new_audit()
@@ -29,12 +24,6 @@ $$;
 create function tests.advance_audit_mark() returns void language sql set search_path = '' as $$
   update tests.audit_mark set id = (select coalesce(max(a.id), 0) from public.audit_log a)
 $$;
-create function tests.team() returns uuid language sql stable security definer set search_path = '' as $$
-  select a.id from public.accounts a where a.slug = 'audit-team'
-$$;
-grant execute on function tests.team() to anon, authenticated, service_role;
-create table tests.tokens (label text primary key, token text, invitation_id uuid);
-grant select, insert on tests.tokens to authenticated;
 
 -- ---------------------------------------------------------------------------
 -- Memberships and invitations
@@ -44,80 +33,77 @@ select public.create_team_account('Audit Team', 'audit-team');
 select tests.clear_authentication();
 select results_eq(
   $$ select action, actor_user_id, actor_role, account_id, after, ip, user_agent from tests.new_audit() $$,
-  $$ values ('member.added', '30000000-0000-4000-8000-000000000001'::uuid, 'authenticated', tests.team(),
-             '{"role": "owner", "user_id": "30000000-0000-4000-8000-000000000001"}'::jsonb, '203.0.113.7', 'pgtap') $$,
+  $$ values ('member.added', tests.user_id('owner'), 'authenticated', tests.account_id('audit-team'),
+             jsonb_build_object('role', 'owner', 'user_id', tests.user_id('owner')), '203.0.113.7', 'pgtap') $$,
   'creating a team logs one entry: its owner was added, by the owner, with the request''s IP and user agent');
 select tests.advance_audit_mark();
 
 select tests.authenticate_as('owner');
-insert into tests.tokens select 'admin', r ->> 'token', (r ->> 'invitation_id')::uuid
-from public.invite_member(tests.team(), 'admin@audit.test', 'admin') r;
+select tests.invite('admin', tests.account_id('audit-team'), 'admin@test.ledgerbase.dev', 'admin');
 select tests.clear_authentication();
 select results_eq(
   $$ select action, actor_user_id, entity_id, after ->> 'email', after ->> 'role', before from tests.new_audit() $$,
-  $$ select 'invitation.created', '30000000-0000-4000-8000-000000000001'::uuid, invitation_id::text, 'admin@audit.test', 'admin', null::jsonb
-     from tests.tokens where label = 'admin' $$,
+  $$ select 'invitation.created', tests.user_id('owner'), invitation_id::text, 'admin@test.ledgerbase.dev', 'admin', null::jsonb
+     from tests.invitations where label = 'admin' $$,
   'an invitation logs one invitation.created entry with the email and role, by the inviter');
 select tests.advance_audit_mark();
 
 select tests.authenticate_as('admin');
-select public.accept_invitation((select token from tests.tokens where label = 'admin'));
+select public.accept_invitation((select token from tests.invitations where label = 'admin'));
 select tests.clear_authentication();
 select results_eq(
   $$ select action, actor_user_id, after ->> 'role' from tests.new_audit() $$,
-  $$ values ('member.added', '30000000-0000-4000-8000-000000000002'::uuid, 'admin'),
-            ('invitation.accepted', '30000000-0000-4000-8000-000000000002'::uuid, 'admin') $$,
+  $$ values ('member.added', tests.user_id('admin'), 'admin'),
+            ('invitation.accepted', tests.user_id('admin'), 'admin') $$,
   'accepting logs member.added and invitation.accepted, once each, by the invitee');
 
 -- The member and the viewer join the same way.
 select tests.authenticate_as('admin');
-insert into tests.tokens select label, r ->> 'token', (r ->> 'invitation_id')::uuid
-from (values ('member', public.invite_member(tests.team(), 'member@audit.test', 'member')),
-             ('viewer', public.invite_member(tests.team(), 'viewer@audit.test', 'viewer')),
-             ('nobody', public.invite_member(tests.team(), 'nobody@audit.test', 'member'))) v (label, r);
+select tests.invite(label, tests.account_id('audit-team'), label || '@test.ledgerbase.dev', role)
+from (values ('member', 'member'), ('viewer', 'viewer'), ('nobody', 'member')) v (label, role);
 select tests.authenticate_as('member');
-select public.accept_invitation((select token from tests.tokens where label = 'member'));
+select public.accept_invitation((select token from tests.invitations where label = 'member'));
 select tests.authenticate_as('viewer');
-select public.accept_invitation((select token from tests.tokens where label = 'viewer'));
+select public.accept_invitation((select token from tests.invitations where label = 'viewer'));
 select tests.clear_authentication();
 select tests.advance_audit_mark();
 
 select tests.authenticate_as('owner');
-select public.set_member_role(tests.team(), '30000000-0000-4000-8000-000000000004', 'member');
+select public.set_member_role(tests.account_id('audit-team'), tests.user_id('viewer'), 'member');
 select tests.clear_authentication();
 select results_eq(
   $$ select action, actor_user_id, entity_id, before, after from tests.new_audit() $$,
-  $$ values ('member.role_changed', '30000000-0000-4000-8000-000000000001'::uuid, '30000000-0000-4000-8000-000000000004',
+  $$ values ('member.role_changed', tests.user_id('owner'), tests.user_id('viewer')::text,
              '{"role": "viewer"}'::jsonb, '{"role": "member"}'::jsonb) $$,
   'a role change logs one entry with the role before and after');
 select tests.advance_audit_mark();
 
 select tests.authenticate_as('owner');
-select public.set_member_role(tests.team(), '30000000-0000-4000-8000-000000000004', 'member');
+select public.set_member_role(tests.account_id('audit-team'), tests.user_id('viewer'), 'member');
 select tests.clear_authentication();
 select is((select count(*)::int from tests.new_audit()), 0, 'setting the role a member already has logs nothing');
 
 select tests.authenticate_as('admin');
-select public.revoke_invitation((select invitation_id from tests.tokens where label = 'nobody'));
+select public.revoke_invitation((select invitation_id from tests.invitations where label = 'nobody'));
 select tests.clear_authentication();
 select results_eq(
   $$ select action, actor_user_id, before ->> 'email', after from tests.new_audit() $$,
-  $$ values ('invitation.revoked', '30000000-0000-4000-8000-000000000002'::uuid, 'nobody@audit.test', null::jsonb) $$,
+  $$ values ('invitation.revoked', tests.user_id('admin'), 'nobody@test.ledgerbase.dev', null::jsonb) $$,
   'revoking an invitation logs one invitation.revoked entry');
 select tests.advance_audit_mark();
 
 select tests.authenticate_as('owner');
-select public.remove_member(tests.team(), '30000000-0000-4000-8000-000000000004');
+select public.remove_member(tests.account_id('audit-team'), tests.user_id('viewer'));
 select tests.clear_authentication();
 select results_eq(
   $$ select action, actor_user_id, entity_id, before, after from tests.new_audit() $$,
-  $$ values ('member.removed', '30000000-0000-4000-8000-000000000001'::uuid, '30000000-0000-4000-8000-000000000004',
-             '{"role": "member", "user_id": "30000000-0000-4000-8000-000000000004"}'::jsonb, null::jsonb) $$,
+  $$ values ('member.removed', tests.user_id('owner'), tests.user_id('viewer')::text,
+             jsonb_build_object('role', 'member', 'user_id', tests.user_id('viewer')), null::jsonb) $$,
   'removing a member logs one member.removed entry with the membership before');
 select tests.advance_audit_mark();
 
 select tests.authenticate_as('owner');
-select public.update_account(tests.team(), name => 'Audit Team Renamed');
+select public.update_account(tests.account_id('audit-team'), name => 'Audit Team Renamed');
 select tests.clear_authentication();
 select results_eq(
   $$ select action, before, after from tests.new_audit() $$,
@@ -126,15 +112,15 @@ select results_eq(
 select tests.advance_audit_mark();
 
 select tests.authenticate_as('owner');
-select public.transfer_ownership(tests.team(), '30000000-0000-4000-8000-000000000002');
+select public.transfer_ownership(tests.account_id('audit-team'), tests.user_id('admin'));
 select tests.clear_authentication();
-select results_eq(
-  $$ select action, entity_id, before, after from tests.new_audit() order by 1, 2 $$,
-  $$ values ('account.ownership_transferred', tests.team()::text,
-             jsonb_build_object('primary_owner', '30000000-0000-4000-8000-000000000001'),
-             jsonb_build_object('primary_owner', '30000000-0000-4000-8000-000000000002')),
-            ('member.role_changed', '30000000-0000-4000-8000-000000000001', '{"role": "owner"}'::jsonb, '{"role": "admin"}'::jsonb),
-            ('member.role_changed', '30000000-0000-4000-8000-000000000002', '{"role": "admin"}'::jsonb, '{"role": "owner"}'::jsonb) $$,
+select set_eq(
+  $$ select action, entity_id, before, after from tests.new_audit() $$,
+  $$ values ('account.ownership_transferred', tests.account_id('audit-team')::text,
+             jsonb_build_object('primary_owner', tests.user_id('owner')),
+             jsonb_build_object('primary_owner', tests.user_id('admin'))),
+            ('member.role_changed', tests.user_id('owner')::text, '{"role": "owner"}'::jsonb, '{"role": "admin"}'::jsonb),
+            ('member.role_changed', tests.user_id('admin')::text, '{"role": "admin"}'::jsonb, '{"role": "owner"}'::jsonb) $$,
   'a transfer logs the new primary owner and both role changes');
 select tests.advance_audit_mark();
 
@@ -142,22 +128,22 @@ select tests.advance_audit_mark();
 -- Money: staff adjustments are audited, metering is not
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('staff');
-select public.admin_adjust_credits(tests.team(), 100, 'goodwill for the outage', 'adj-1');
-select public.admin_adjust_credits(tests.team(), -30, 'duplicate grant', 'adj-2');
+select public.admin_adjust_credits(tests.account_id('audit-team'), 100, 'goodwill for the outage', 'adj-1');
+select public.admin_adjust_credits(tests.account_id('audit-team'), -30, 'duplicate grant', 'adj-2');
 select tests.clear_authentication();
 select results_eq(
   $$ select action, actor_user_id, actor_role, account_id, before, after - 'idempotency_key' from tests.new_audit() $$,
-  $$ values ('credits.adjusted', '30000000-0000-4000-8000-000000000006'::uuid, 'authenticated', tests.team(),
+  $$ values ('credits.adjusted', tests.user_id('staff'), 'authenticated', tests.account_id('audit-team'),
              '{"balance": 0, "available": 0}'::jsonb,
              '{"balance": 100, "available": 100, "delta": 100, "reason": "goodwill for the outage"}'::jsonb),
-            ('credits.adjusted', '30000000-0000-4000-8000-000000000006'::uuid, 'authenticated', tests.team(),
+            ('credits.adjusted', tests.user_id('staff'), 'authenticated', tests.account_id('audit-team'),
              '{"balance": 100, "available": 100}'::jsonb,
              '{"balance": 70, "available": 70, "delta": -30, "reason": "duplicate grant"}'::jsonb) $$,
   'each staff adjustment logs one entry: the staff admin, the balance before and after, the delta and the reason');
 select tests.advance_audit_mark();
 
 select tests.authenticate_as_service_role();
-select public.admin_adjust_credits(tests.team(), 5, 'credit from the support tool', 'adj-3');
+select public.admin_adjust_credits(tests.account_id('audit-team'), 5, 'credit from the support tool', 'adj-3');
 select tests.clear_authentication();
 select results_eq(
   $$ select action, actor_user_id, actor_role, after ->> 'delta' from tests.new_audit() $$,
@@ -166,8 +152,8 @@ select results_eq(
 select tests.advance_audit_mark();
 
 select tests.authenticate_as('member');
-select public.consume_credits(tests.team(), 'api_call', 3);
-select public.reserve_credits(tests.team(), 'api_call', 2);
+select public.consume_credits(tests.account_id('audit-team'), 'api_call', 3);
+select public.reserve_credits(tests.account_id('audit-team'), 'api_call', 2);
 select tests.clear_authentication();
 select is((select count(*)::int from tests.new_audit()), 0, 'consuming and reserving credits (the hot path) log nothing');
 
@@ -183,10 +169,10 @@ update public.billable_actions set credits = 2 where key = 'api_call';
 select tests.clear_authentication();
 select results_eq(
   $$ select action, entity_id, account_id, actor_user_id from tests.new_audit() $$,
-  $$ values ('plan.updated', 'pro', null::uuid, '30000000-0000-4000-8000-000000000006'::uuid),
-            ('credit_pack.created', 'audit_pack', null::uuid, '30000000-0000-4000-8000-000000000006'::uuid),
-            ('credit_pack.deleted', 'audit_pack', null::uuid, '30000000-0000-4000-8000-000000000006'::uuid),
-            ('billable_action.updated', 'api_call', null::uuid, '30000000-0000-4000-8000-000000000006'::uuid) $$,
+  $$ values ('plan.updated', 'pro', null::uuid, tests.user_id('staff')),
+            ('credit_pack.created', 'audit_pack', null::uuid, tests.user_id('staff')),
+            ('credit_pack.deleted', 'audit_pack', null::uuid, tests.user_id('staff')),
+            ('billable_action.updated', 'api_call', null::uuid, tests.user_id('staff')) $$,
   'catalog changes by a staff admin log one entry each; an update that changes nothing logs nothing');
 select is(
   (select before || after from tests.new_audit() where action = 'plan.updated'),
@@ -202,16 +188,16 @@ select tests.advance_audit_mark();
 -- ---------------------------------------------------------------------------
 -- Billing's entry point: private.audit from a server, with and without a request
 -- ---------------------------------------------------------------------------
-select private.audit('subscription.updated', 'subscription', 'sub_123', tests.team(), '{"status": "trialing"}', '{"status": "active"}');
+select private.audit('subscription.updated', 'subscription', 'sub_123', tests.account_id('audit-team'), '{"status": "trialing"}', '{"status": "active"}');
 select results_eq(
   $$ select action, actor_user_id, actor_role, account_id, entity_id, before, after, ip from tests.new_audit() $$,
-  $$ values ('subscription.updated', null::uuid, 'system', tests.team(), 'sub_123',
+  $$ values ('subscription.updated', null::uuid, 'system', tests.account_id('audit-team'), 'sub_123',
              '{"status": "trialing"}'::jsonb, '{"status": "active"}'::jsonb, null::text) $$,
   'private.audit from a job records actor system, no user and no request context');
 select tests.advance_audit_mark();
 -- A server's request context (as the webhook function would set it) is recorded.
 select set_config('request.headers', '{"x-forwarded-for": "203.0.113.9, 198.51.100.4", "user-agent": "Stripe/1.0"}', true);
-select private.audit('payment.succeeded', 'payment', 'pi_1', tests.team(), null, '{"amount_cents": 500}');
+select private.audit('payment.succeeded', 'payment', 'pi_1', tests.account_id('audit-team'), null, '{"amount_cents": 500}');
 select results_eq(
   $$ select action, actor_role, ip, user_agent from tests.new_audit() $$,
   $$ values ('payment.succeeded', 'system', '198.51.100.4', 'Stripe/1.0') $$,
@@ -225,12 +211,12 @@ select tests.advance_audit_mark();
 create table tests.total as select count(*) as n from public.audit_log;
 grant select on tests.total to authenticated, service_role;
 select tests.authenticate_as('admin');  -- the owner now
-select ok((select count(*) from public.audit_log where account_id = tests.team()) >= 15,
+select ok((select count(*) from public.audit_log where account_id = tests.account_id('audit-team')) >= 15,
   'the owner (audit.read) reads the team''s entries');
-select is((select count(*)::int from public.audit_log where account_id is distinct from tests.team()), 0,
+select is((select count(*)::int from public.audit_log where account_id is distinct from tests.account_id('audit-team')), 0,
   'the owner reads nothing of other accounts, nor operator-wide catalog entries');
 select tests.authenticate_as('owner');  -- now an admin of the team, who also holds audit.read
-select ok((select count(*) from public.audit_log where account_id = tests.team()) >= 15,
+select ok((select count(*) from public.audit_log where account_id = tests.account_id('audit-team')) >= 15,
   'an admin (audit.read) reads the team''s entries');
 select tests.authenticate_as('member');
 select is((select count(*)::int from public.audit_log), 0, 'a member (no audit.read) reads nothing');
@@ -257,8 +243,8 @@ select throws_ok($$ delete from public.audit_log $$, '42501', null, 'a staff adm
 select throws_ok($$ insert into public.audit_log (actor_role, action, entity, prev_hash, hash) values ('system', 'x.y', 'x', repeat('0', 64), repeat('1', 64)) $$,
   '42501', null, 'a staff admin cannot insert entries directly');
 select tests.authenticate_as('admin');
-select throws_ok($$ update public.audit_log set after = null where account_id = tests.team() $$, '42501', null, 'an owner cannot update entries');
-select throws_ok($$ delete from public.audit_log where account_id = tests.team() $$, '42501', null, 'an owner cannot delete entries');
+select throws_ok($$ update public.audit_log set after = null where account_id = tests.account_id('audit-team') $$, '42501', null, 'an owner cannot update entries');
+select throws_ok($$ delete from public.audit_log where account_id = tests.account_id('audit-team') $$, '42501', null, 'an owner cannot delete entries');
 select tests.authenticate_as_service_role();
 select throws_ok($$ update public.audit_log set action = 'x.y' $$, '42501', null, 'the service role cannot update entries');
 select throws_ok($$ delete from public.audit_log $$, '42501', null, 'the service role cannot delete entries');
@@ -280,11 +266,11 @@ select throws_ok($$ truncate public.audit_log $$, '42501', 'permission denied', 
 -- ---------------------------------------------------------------------------
 select tests.advance_audit_mark();
 select tests.authenticate_as('admin');
-select public.delete_account(tests.team());
+select public.delete_account(tests.account_id('audit-team'));
 select tests.clear_authentication();
 select results_eq(
   $$ select action, actor_user_id, entity_id, before ->> 'kind', before ->> 'slug', after from tests.new_audit() $$,
-  $$ values ('account.deleted', '30000000-0000-4000-8000-000000000002'::uuid,
+  $$ values ('account.deleted', tests.user_id('admin'),
              (select entity_id from public.audit_log where action = 'account.updated' order by id desc limit 1),
              'team', 'audit-team', null::jsonb) $$,
   'deleting a team logs exactly one account.deleted entry (memberships and invitations go with it silently)');
@@ -292,10 +278,11 @@ select ok((select count(*) from public.audit_log where account_id = (select enti
   'the deleted team''s entries survive it');
 select tests.advance_audit_mark();
 
-delete from auth.users where id = '30000000-0000-4000-8000-000000000005';
+create temp table deleted_stranger on commit drop as select tests.user_id('stranger')::text as id;
+delete from auth.users where id = tests.user_id('stranger');
 select results_eq(
   $$ select action, entity_id, before ->> 'kind', actor_role from tests.new_audit() $$,
-  $$ values ('account.deleted', '30000000-0000-4000-8000-000000000005', 'personal', 'system') $$,
+  $$ select 'account.deleted', id, 'personal', 'system' from deleted_stranger $$,
   'deleting a user logs the deletion of their personal account');
 select tests.advance_audit_mark();
 

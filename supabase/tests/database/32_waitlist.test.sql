@@ -6,7 +6,7 @@ begin;
 select plan(25);
 
 select tests.freeze_time('2031-07-01 10:00:00+00');
-select tests.create_supabase_user('user', 'user@waitlist.test', '32000000-0000-4000-8000-000000000001');
+select tests.create_users('user');
 
 -- ---------------------------------------------------------------------------
 -- Joining
@@ -30,7 +30,7 @@ select results_eq(
   'joining twice is idempotent: one row, the first sign-up kept');
 
 select tests.authenticate_as('user');
-select is(public.join_waitlist('user@waitlist.test'), '{"status": "ok"}'::jsonb, 'a signed-in user may join too');
+select is(public.join_waitlist('user@test.ledgerbase.dev'), '{"status": "ok"}'::jsonb, 'a signed-in user may join too');
 select tests.clear_authentication();
 
 -- ---------------------------------------------------------------------------

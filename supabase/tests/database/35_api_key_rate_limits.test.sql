@@ -5,25 +5,13 @@
 -- audited. The clock is frozen: no bucket refills during the stories.
 -- Personas: Olga owns the team, Adam is its admin, Mia a member, Sam a stranger; anon.
 begin;
-select plan(22);
+select plan(23);
 
 select tests.freeze_time('2031-09-01 12:00:00+00');
-select tests.create_supabase_user('olga', 'olga@keys35.test', '35000000-0000-4000-8000-000000000001');
-select tests.create_supabase_user('adam', 'adam@keys35.test', '35000000-0000-4000-8000-000000000002');
-select tests.create_supabase_user('mia', 'mia@keys35.test', '35000000-0000-4000-8000-000000000003');
-select tests.create_supabase_user('sam', 'sam@keys35.test', '35000000-0000-4000-8000-000000000004');
-insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
-  ('35000000-0000-4000-8000-0000000000a0', 'team', 'Keys 35', 'keys-35',
-   '35000000-0000-4000-8000-000000000001', '35000000-0000-4000-8000-000000000001');
-insert into public.account_members (account_id, user_id, role) values
-  ('35000000-0000-4000-8000-0000000000a0', '35000000-0000-4000-8000-000000000001', 'owner'),
-  ('35000000-0000-4000-8000-0000000000a0', '35000000-0000-4000-8000-000000000002', 'admin'),
-  ('35000000-0000-4000-8000-0000000000a0', '35000000-0000-4000-8000-000000000003', 'member');
-insert into public.credit_balances (account_id) values ('35000000-0000-4000-8000-0000000000a0') on conflict do nothing;
-select public.admin_adjust_credits('35000000-0000-4000-8000-0000000000a0', 1000, 'credits for the key tests');
+select tests.team('keys-35', owner => 'olga', admins => '{adam}', members => '{mia}');
+select tests.create_users('sam');
+select tests.fund_wallet(tests.account_id('keys-35'), 1000, 'credits for the key tests');
 
-create function tests.team() returns uuid language sql immutable as $$ select '35000000-0000-4000-8000-0000000000a0'::uuid $$;
-grant execute on function tests.team() to anon, authenticated;
 create table tests.keys35 (label text primary key, id uuid, key text);
 grant select, insert on tests.keys35 to authenticated;
 
@@ -32,20 +20,20 @@ grant select, insert on tests.keys35 to authenticated;
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('adam');
 insert into tests.keys35 select 'limited', (r ->> 'id')::uuid, r ->> 'key'
-from public.create_api_key(tests.team(), 'Batch worker', rate_limit_capacity => 3, rate_limit_refill_per_second => 0.5) r;
+from public.create_api_key(tests.account_id('keys-35'), 'Batch worker', rate_limit_capacity => 3, rate_limit_refill_per_second => 0.5) r;
 insert into tests.keys35 select 'production', (r ->> 'id')::uuid, r ->> 'key'
-from public.create_api_key(tests.team(), 'Production') r;
+from public.create_api_key(tests.account_id('keys-35'), 'Production') r;
 select is((select row(rate_limit_capacity, rate_limit_refill_per_second)::text from public.api_keys
            where id = (select id from tests.keys35 where label = 'limited')),
   '(3,0.5)', 'Adam''s batch key shows its own limit in api_keys');
 select is((select row(rate_limit_capacity, rate_limit_refill_per_second)::text from public.api_keys
            where id = (select id from tests.keys35 where label = 'production')),
   '(,)', 'a key created as before has no limit of its own');
-select throws_ok($$ select public.create_api_key(tests.team(), 'Half', rate_limit_capacity => 3) $$,
+select throws_ok($$ select public.create_api_key(tests.account_id('keys-35'), 'Half', rate_limit_capacity => 3) $$,
   '22023', 'invalid_input', 'a capacity without a refill is refused');
-select throws_ok($$ select public.create_api_key(tests.team(), 'Zero', rate_limit_capacity => 0, rate_limit_refill_per_second => 1) $$,
+select throws_ok($$ select public.create_api_key(tests.account_id('keys-35'), 'Zero', rate_limit_capacity => 0, rate_limit_refill_per_second => 1) $$,
   '22023', 'invalid_input', 'a capacity of 0 is refused');
-select throws_ok($$ select public.create_api_key(tests.team(), 'Stuck', rate_limit_capacity => 5, rate_limit_refill_per_second => 0) $$,
+select throws_ok($$ select public.create_api_key(tests.account_id('keys-35'), 'Stuck', rate_limit_capacity => 5, rate_limit_refill_per_second => 0) $$,
   '22023', 'invalid_input', 'a bucket that never refills is refused');
 select tests.clear_authentication();
 select is((select after - 'prefix' from public.audit_log where action = 'api_key.rate_limit_changed'
@@ -66,7 +54,7 @@ select is((tests.caught($$ select private.consume_with_api_key((select key from 
             ->> 'detail')::jsonb ->> 'policy', 'usage_api_key', 'by the usage_api_key bucket of the key');
 select lives_ok($$ select private.consume_with_api_key((select key from tests.keys35 where label = 'production'), 'api_call') $$,
   'the production key of the same account still meters');
-select is((select count(*)::int from public.usage_events where account_id = tests.team()), 4,
+select is((select count(*)::int from public.usage_events where account_id = tests.account_id('keys-35')), 4,
   'four calls were metered, the refused ones not');
 select lives_ok($$ select private.consume_with_api_key((select key from tests.keys35 where label = 'production'), 'api_call')
                    from generate_series(1, 59) $$, 'a key without a limit of its own takes 60 calls (usage_api_key)');
@@ -96,13 +84,15 @@ select tests.clear_authentication();
 select lives_ok($$ select private.consume_with_api_key((select key from tests.keys35 where label = 'limited'), 'api_call') $$,
   'the new limit applies at the next call');
 select is((select after - 'prefix' from public.audit_log where action = 'api_key.rate_limit_changed'
-           and actor_user_id = '35000000-0000-4000-8000-000000000001'),
+           and actor_user_id = tests.user_id('olga')),
   '{"rate_limit_capacity": 100, "rate_limit_refill_per_second": 10}'::jsonb,
   'the change is audited as Olga''s');
 select is((select before from public.audit_log where action = 'api_key.rate_limit_changed'
-           and actor_user_id = '35000000-0000-4000-8000-000000000001'),
+           and actor_user_id = tests.user_id('olga')),
   '{"rate_limit_capacity": 3, "rate_limit_refill_per_second": 0.5}'::jsonb,
   'with the limit it replaced');
+select is(tests.wallet_invariant(tests.account_id('keys-35')), 'ok',
+  'and the calls the buckets let through left the team''s wallet in agreement with its ledger and lots');
 
 select * from finish();
 rollback;

@@ -4,11 +4,9 @@
 -- Personas: Paula owns the paying team "Paid Co"; Mallory pays through a Payment Link and
 -- names Victor's account in client_reference_id; Victor is the victim.
 begin;
-select plan(31);
+select plan(32);
 
-select tests.create_supabase_user('t41_paula', 'paula@billing-abuse.test', '41000000-0000-4000-8000-000000000001');
-select tests.create_supabase_user('t41_mallory', 'mallory@billing-abuse.test', '41000000-0000-4000-8000-000000000002');
-select tests.create_supabase_user('t41_victor', 'victor@billing-abuse.test', '41000000-0000-4000-8000-000000000003');
+select tests.create_users('paula', 'mallory', 'victor');
 
 -- A plan with a trial, and a credit pack, of our own.
 insert into public.plans (key, name, tier, price_cents, stripe_price_id, included_credits, trial_days, active) values
@@ -56,11 +54,11 @@ $$;
 -- 1. Deleting a paying team (the attack: delete it while Stripe keeps charging, and a later
 --    refund or invoice finds nothing).
 -- ---------------------------------------------------------------------------
-select tests.authenticate_as('t41_paula');
-create temp table paid_co as select (public.create_team_account('Paid Co', 't41-paid-co')).id;
+select tests.team('paid-co', owner => 'paula', name => 'Paid Co');
+-- Its id, kept for after the deletion.
+create temp table paid_co as select tests.account_id('paid-co') as id;
 grant select on paid_co to authenticated;
-select tests.clear_authentication();
-select private.attach_billing_customer((select id from paid_co), 'cus_t41paula', 'paula@billing-abuse.test');
+select private.attach_billing_customer((select id from paid_co), 'cus_t41paula', 'paula@test.ledgerbase.dev');
 select is(private.handle_stripe_event(pg_temp.evt('evt_t41_sub', 'customer.subscription.created',
   pg_temp.sub('sub_t41paid', 'cus_t41paula', (select id from paid_co), 'active'))), 'processed',
   'Paid Co subscribes');
@@ -68,7 +66,7 @@ select is(private.handle_stripe_event(pg_temp.evt('evt_t41_inv', 'invoice.paid',
   pg_temp.invoice('in_t41paid', 'cus_t41paula', 'sub_t41paid', 'ch_t41paid'))), 'processed',
   'and pays its first invoice');
 
-select tests.authenticate_as('t41_paula');
+select tests.authenticate_as('paula');
 select is(tests.caught($$ select public.delete_account((select id from paid_co)) $$) - 'detail',
   jsonb_build_object('code', 'PT409', 'message', 'billing_active',
     'hint', 'Cancel the subscription in the billing portal first, then delete the account once it has ended.'),
@@ -81,7 +79,7 @@ select is((select count(*) from public.accounts where id = (select id from paid_
 select is(private.handle_stripe_event(pg_temp.evt('evt_t41_sub_del', 'customer.subscription.deleted',
   pg_temp.sub('sub_t41paid', 'cus_t41paula', (select id from paid_co), 'canceled'))), 'processed',
   'the subscription is canceled');
-select tests.authenticate_as('t41_paula');
+select tests.authenticate_as('paula');
 select lives_ok($$ select public.delete_account((select id from paid_co)) $$,
   'once the subscription has ended, the team can be deleted');
 select tests.clear_authentication();
@@ -95,7 +93,7 @@ select is((select count(*) from public.subscription_history where account_id = (
 select is((select stripe_customer_id from public.billing_customers where account_id = (select id from paid_co)), 'cus_t41paula',
   'and the link to its Stripe customer');
 select is((select name || ' / ' || slug from private.closed_accounts where account_id = (select id from paid_co)),
-  'Paid Co / t41-paid-co', 'the deleted account is remembered for accounting');
+  'Paid Co / paid-co', 'the deleted account is remembered for accounting');
 
 -- Stripe refunds the paid invoice afterwards: the payment is found and marked refunded.
 select is(private.handle_stripe_event(pg_temp.evt('evt_t41_refund', 'charge.refunded', jsonb_build_object(
@@ -114,26 +112,26 @@ select is((select credits_granted::text || ' ' || flagged_reason from public.pay
   'it is recorded without credits, flagged account_deleted');
 
 -- The same holds when a paying user is deleted with their personal account.
-select tests.create_supabase_user('t41_carl', 'carl@billing-abuse.test', '41000000-0000-4000-8000-000000000004');
+select tests.create_users('carl');
 select is(private.handle_stripe_event(pg_temp.evt('evt_t41_carl', 'customer.subscription.created',
-  pg_temp.sub('sub_t41carl', 'cus_t41carl', '41000000-0000-4000-8000-000000000004', 'active'))), 'processed',
+  pg_temp.sub('sub_t41carl', 'cus_t41carl', tests.account_id('carl'), 'active'))), 'processed',
   'Carl subscribes on his personal account');
-select throws_ok($$ delete from auth.users where id = '41000000-0000-4000-8000-000000000004' $$, 'PT409', 'billing_active',
+select throws_ok($$ delete from auth.users where id = tests.user_id('carl') $$, 'PT409', 'billing_active',
   'a user whose personal account still pays cannot be deleted');
 
 -- ---------------------------------------------------------------------------
 -- 2. One trial per user, across the accounts they own (the attack: a new team per trial).
 -- ---------------------------------------------------------------------------
 select is(private.handle_stripe_event(pg_temp.evt('evt_t41_trial', 'customer.subscription.created',
-  pg_temp.sub('sub_t41trial', 'cus_t41paula_personal', '41000000-0000-4000-8000-000000000001', 'trialing', true))), 'processed',
+  pg_temp.sub('sub_t41trial', 'cus_t41paula_personal', tests.account_id('paula'), 'trialing', true))), 'processed',
   'Paula''s personal account starts a trial');
-select tests.authenticate_as('t41_paula');
-create temp table second_team as select (public.create_team_account('Second Co', 't41-second-co')).id;
-select is((public.begin_checkout((select id from second_team), 't41_team', null, 1)) ->> 'trial_days', '0',
+select tests.team('second-co', owner => 'paula');
+select tests.authenticate_as('paula');
+select is((public.begin_checkout(tests.account_id('second-co'), 't41_team', null, 1)) ->> 'trial_days', '0',
   'a new team of the same owner gets no second trial');
 select tests.clear_authentication();
-select tests.authenticate_as('t41_victor');
-select is((public.begin_checkout('41000000-0000-4000-8000-000000000003', 't41_team', null, 1)) ->> 'trial_days', '14',
+select tests.authenticate_as('victor');
+select is((public.begin_checkout(tests.account_id('victor'), 't41_team', null, 1)) ->> 'trial_days', '14',
   'a user who never had a trial still gets one');
 select tests.clear_authentication();
 
@@ -142,44 +140,45 @@ select tests.clear_authentication();
 --    client_reference_id = the victim's account and a fresh customer).
 -- ---------------------------------------------------------------------------
 select is(private.handle_stripe_event(pg_temp.evt('evt_t41_foreign', 'checkout.session.completed',
-  pg_temp.session('cs_t41foreign', '41000000-0000-4000-8000-000000000003', 'cus_t41mallory'))), 'processed',
+  pg_temp.session('cs_t41foreign', tests.account_id('victor'), 'cus_t41mallory'))), 'processed',
   'Mallory''s session naming Victor is recorded (answered 200)');
 select is((select count(*) from public.billing_customers where stripe_customer_id = 'cus_t41mallory'), 0::bigint,
   'it binds Mallory''s customer to no account');
 select is((select credits_granted::text || ' ' || split_part(flagged_reason, ':', 1) from public.payments
            where stripe_checkout_session_id = 'cs_t41foreign'), '0 unverified_session',
   'its payment is flagged unverified_session and credits nothing');
-select is((select balance from public.credit_balances where account_id = '41000000-0000-4000-8000-000000000003'), 50::bigint,
+select is((select balance from public.credit_balances where account_id = tests.account_id('victor')), 50::bigint,
   'Victor''s wallet is untouched');
 
 -- Victor's own checkout: the function created his customer and recorded the session.
-select private.attach_billing_customer('41000000-0000-4000-8000-000000000003', 'cus_t41victor', null);
-select private.record_checkout_session('cs_t41victor', '41000000-0000-4000-8000-000000000003', 'cus_t41victor',
+select private.attach_billing_customer(tests.account_id('victor'), 'cus_t41victor', null);
+select private.record_checkout_session('cs_t41victor', tests.account_id('victor'), 'cus_t41victor',
   'credit_pack', 't41_pack', 1);
 select is(private.handle_stripe_event(pg_temp.evt('evt_t41_own', 'checkout.session.completed',
-  pg_temp.session('cs_t41victor', '41000000-0000-4000-8000-000000000003', 'cus_t41victor'))), 'processed',
+  pg_temp.session('cs_t41victor', tests.account_id('victor'), 'cus_t41victor'))), 'processed',
   'a session our checkout created is processed');
-select is((select balance from public.credit_balances where account_id = '41000000-0000-4000-8000-000000000003'), 350::bigint,
+select is((select balance from public.credit_balances where account_id = tests.account_id('victor')), 350::bigint,
   'and credits the pack');
 
 -- A foreign session with another customer never moves Victor's link.
 select is(private.handle_stripe_event(pg_temp.evt('evt_t41_foreign2', 'checkout.session.completed',
-  pg_temp.session('cs_t41foreign2', '41000000-0000-4000-8000-000000000003', 'cus_t41mallory2'))), 'processed',
+  pg_temp.session('cs_t41foreign2', tests.account_id('victor'), 'cus_t41mallory2'))), 'processed',
   'a second foreign session naming Victor');
-select is((select stripe_customer_id from public.billing_customers where account_id = '41000000-0000-4000-8000-000000000003'),
+select is((select stripe_customer_id from public.billing_customers where account_id = tests.account_id('victor')),
   'cus_t41victor', 'Victor keeps his own customer');
-select is((select balance from public.credit_balances where account_id = '41000000-0000-4000-8000-000000000003'), 350::bigint,
+select is((select balance from public.credit_balances where account_id = tests.account_id('victor')), 350::bigint,
   'and the foreign session credited nothing');
+select is(tests.wallet_invariant(tests.account_id('victor')), 'ok', 'Victor''s wallet agrees with its ledger and lots');
 
 -- A session created before the checkout recorded its sessions (an upgrade with a payment in
 -- flight) keeps the old rule: the account it names is credited.
-select tests.create_supabase_user('t41_olive', 'olive@billing-abuse.test', '41000000-0000-4000-8000-000000000005');
+select tests.create_users('olive');
 select is(private.handle_stripe_event(pg_temp.evt('evt_t41_legacy', 'checkout.session.completed',
-  pg_temp.session('cs_t41legacy', '41000000-0000-4000-8000-000000000005', 'cus_t41olive',
+  pg_temp.session('cs_t41legacy', tests.account_id('olive'), 'cus_t41olive',
                   (select (value #>> '{}')::timestamptz - interval '1 hour' from private.settings
                    where key = 'checkout_sessions_recorded_since')))), 'processed',
   'a session from before sessions were recorded is processed');
-select is((select balance from public.credit_balances where account_id = '41000000-0000-4000-8000-000000000005'), 350::bigint,
+select is((select balance from public.credit_balances where account_id = tests.account_id('olive')), 350::bigint,
   'and credited as before the upgrade');
 
 select * from finish();

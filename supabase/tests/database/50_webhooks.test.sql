@@ -7,22 +7,9 @@ begin;
 select plan(53);
 
 select tests.freeze_time('2031-09-01 12:00:00+00');
-select tests.create_supabase_user('owner', 'owner@hooks.test', '50000000-0000-4000-8000-000000000001');
-select tests.create_supabase_user('admin', 'admin@hooks.test', '50000000-0000-4000-8000-000000000002');
-select tests.create_supabase_user('member', 'member@hooks.test', '50000000-0000-4000-8000-000000000003');
-select tests.create_supabase_user('viewer', 'viewer@hooks.test', '50000000-0000-4000-8000-000000000004');
-select tests.create_supabase_user('stranger', 'stranger@hooks.test', '50000000-0000-4000-8000-000000000005');
-
-select tests.authenticate_as('owner');
-select public.create_team_account('Hooks Team', 'hooks-team');
-select tests.clear_authentication();
-create function tests.hooks_team() returns uuid language sql stable security definer set search_path = '' as $$
-  select a.id from public.accounts a where a.slug = 'hooks-team'
-$$;
-grant execute on function tests.hooks_team() to anon, authenticated, service_role;
 -- The admin joins before any endpoint exists; the member and viewer join later (member.added).
-insert into public.account_members (account_id, user_id, role) values
-  (tests.hooks_team(), '50000000-0000-4000-8000-000000000002', 'admin');
+select tests.team('hooks-team', owner => 'owner', admins => '{admin}');
+select tests.create_users('member', 'viewer', 'stranger');
 
 create table tests.hook_secrets (label text primary key, endpoint_id uuid, secret text);
 grant select, insert on tests.hook_secrets to authenticated;
@@ -40,7 +27,7 @@ select results_eq(
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('owner');
 insert into tests.hook_secrets select 'main', (r ->> 'id')::uuid, r ->> 'secret'
-from public.create_webhook_endpoint(tests.hooks_team(), ' https://hooks.example.com/ledgerbase ',
+from public.create_webhook_endpoint(tests.account_id('hooks-team'), ' https://hooks.example.com/ledgerbase ',
                                     array['member.added', 'api_key.created', 'api_key.revoked', 'credits.granted'],
                                     'Our billing service') r;
 select tests.clear_authentication();
@@ -69,11 +56,11 @@ select tests.clear_authentication();
 -- Who may manage
 -- ---------------------------------------------------------------------------
 insert into public.account_members (account_id, user_id, role) values
-  (tests.hooks_team(), '50000000-0000-4000-8000-000000000003', 'member'),
-  (tests.hooks_team(), '50000000-0000-4000-8000-000000000004', 'viewer');
+  (tests.account_id('hooks-team'), tests.user_id('member'), 'member'),
+  (tests.account_id('hooks-team'), tests.user_id('viewer'), 'viewer');
 
 select tests.authenticate_as('member');
-select is((tests.caught(format($$ select public.create_webhook_endpoint(%L, 'https://x.example.com', '{*}') $$, tests.hooks_team()))) ->> 'code',
+select is((tests.caught(format($$ select public.create_webhook_endpoint(%L, 'https://x.example.com', '{*}') $$, tests.account_id('hooks-team')))) ->> 'code',
   '42501', 'a member cannot create an endpoint');
 select is((tests.caught(format($$ select public.delete_webhook_endpoint(%L) $$, (select endpoint_id from tests.hook_secrets)))) ->> 'message',
   'not_found', 'nor delete one: to them it does not exist');
@@ -103,30 +90,29 @@ select is(tests.rls_probe('owner', $$ update public.webhook_deliveries set statu
 -- ---------------------------------------------------------------------------
 -- Events from where they happen
 -- ---------------------------------------------------------------------------
-select results_eq(
-  $$ select d.type, d.payload -> 'data' ->> 'user_id', d.status, j.kind, j.status
-     from public.webhook_deliveries d join private.jobs j on j.idempotency_key = 'webhook:' || d.id
-     order by d.payload -> 'data' ->> 'user_id' $$,
-  $$ values ('member.added', '50000000-0000-4000-8000-000000000003', 'pending', 'webhook.deliver', 'pending'),
-            ('member.added', '50000000-0000-4000-8000-000000000004', 'pending', 'webhook.deliver', 'pending') $$,
+select set_eq(
+  $$ select d.type, d.payload -> 'data' ->> 'user_id', d.status as delivery_status, j.kind, j.status as job_status
+     from public.webhook_deliveries d join private.jobs j on j.idempotency_key = 'webhook:' || d.id $$,
+  $$ values ('member.added', tests.user_id('member')::text, 'pending', 'webhook.deliver', 'pending'),
+            ('member.added', tests.user_id('viewer')::text, 'pending', 'webhook.deliver', 'pending') $$,
   'each member who joined made one member.added delivery and one job, in the same transaction');
 select ok((select bool_and(payload ->> 'type' = type and payload ? 'timestamp' and event_id ~ '^evt_[0-9a-f]{32}$')
            from public.webhook_deliveries),
   'the body is {type, timestamp, data} and the event id is evt_ + 32 hex');
 
-select public.create_api_key(tests.hooks_team(), 'CI');
-select public.revoke_api_key((select id from public.api_keys where account_id = tests.hooks_team()));
-select public.admin_adjust_credits(tests.hooks_team(), 25, 'goodwill');
+select public.create_api_key(tests.account_id('hooks-team'), 'CI');
+select public.revoke_api_key((select id from public.api_keys where account_id = tests.account_id('hooks-team')));
+select public.admin_adjust_credits(tests.account_id('hooks-team'), 25, 'goodwill');
 select results_eq(
   $$ select type from public.webhook_deliveries where type <> 'member.added' order by created_at, type $$,
   array['api_key.created', 'api_key.revoked', 'credits.granted'],
   'API key created and revoked and credits granted are emitted');
 select is((select payload -> 'data' ->> 'amount' from public.webhook_deliveries where type = 'credits.granted'), '25',
   'credits.granted carries the lot''s amount');
-delete from public.account_members where user_id = '50000000-0000-4000-8000-000000000004';
+delete from public.account_members where user_id = tests.user_id('viewer');
 select is((select count(*)::int from public.webhook_deliveries where type = 'member.removed'), 0,
   'an event type the endpoint did not subscribe to (member.removed) is not delivered');
-select is(private.emit_event(tests.hooks_team(), 'credits.auto_topup.failed', '{}'), 0,
+select is(private.emit_event(tests.account_id('hooks-team'), 'credits.auto_topup.failed', '{}'), 0,
   'a valid type nobody subscribed to queues nothing');
 select is((tests.caught($$ select private.emit_event(gen_random_uuid(), 'credits.stolen', '{}') $$)) ->> 'message',
   'invalid_event_type', 'an unknown event type is refused');
@@ -134,11 +120,11 @@ select is((tests.caught($$ select private.emit_event(gen_random_uuid(), 'credits
 -- Subscriptions and payments (written by Stripe processing) emit too.
 select public.update_webhook_endpoint((select endpoint_id from tests.hook_secrets), event_types => '{*}');
 insert into public.subscriptions (account_id, stripe_subscription_id, plan_key, status, last_event_id, last_event_type, last_event_created)
-values (tests.hooks_team(), 'sub_hooks1', 'pro', 'active', 'evt_1', 'customer.subscription.created', now());
+values (tests.account_id('hooks-team'), 'sub_hooks1', 'pro', 'active', 'evt_1', 'customer.subscription.created', now());
 update public.subscriptions set status = 'canceled' where stripe_subscription_id = 'sub_hooks1';
 insert into public.payments (account_id, kind, item_key, amount, status, settlement, stripe_checkout_session_id)
-values (tests.hooks_team(), 'credit_pack', 'pack_small', 500, 'paid', 'paid', 'cs_test_hooks');
-update public.payments set amount_refunded = 200, status = 'partially_refunded' where account_id = tests.hooks_team();
+values (tests.account_id('hooks-team'), 'credit_pack', 'pack_small', 500, 'paid', 'paid', 'cs_test_hooks');
+update public.payments set amount_refunded = 200, status = 'partially_refunded' where account_id = tests.account_id('hooks-team');
 select results_eq(
   $$ select type from public.webhook_deliveries
      where type like 'subscription.%' or type like 'payment.%' order by type $$,
@@ -146,10 +132,10 @@ select results_eq(
   'subscription created and canceled, payment succeeded and refunded are emitted');
 
 -- The credit engine's low-balance seam still warns billing managers, and now emits credits.low.
-select private.on_low_balance(tests.hooks_team(), 3);
+select private.on_low_balance(tests.account_id('hooks-team'), 3);
 select is((select payload -> 'data' ->> 'available' from public.webhook_deliveries where type = 'credits.low'), '3',
   'on_low_balance emits credits.low with the available credits');
-select is((select count(*)::int from public.notifications where data ->> 'kind' = 'low_balance' and data ->> 'account_id' = tests.hooks_team()::text), 2,
+select is((select count(*)::int from public.notifications where data ->> 'kind' = 'low_balance' and data ->> 'account_id' = tests.account_id('hooks-team')::text), 2,
   'and still notifies the owner and the admin (billing.manage)');
 
 -- ---------------------------------------------------------------------------
@@ -175,20 +161,20 @@ select is((select count(*)::int from tests.hook_secrets where secret like 'whsec
 -- Where endpoints may point
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('owner');
-select is((tests.caught(format($$ select public.create_webhook_endpoint(%L, %L, '{*}') $$, tests.hooks_team(), u))) ->> 'message',
+select is((tests.caught(format($$ select public.create_webhook_endpoint(%L, %L, '{*}') $$, tests.account_id('hooks-team'), u))) ->> 'message',
   'invalid_url', format('%s is refused', u))
 from unnest(array['http://hooks.example.com/plain', 'https://127.0.0.1/hook', 'https://10.1.2.3/hook', 'https://169.254.169.254/latest/meta-data',
                   'https://[::1]/hook', 'https://[::ffff:10.0.0.1]/hook', 'https://100.64.0.1/hook', 'https://localhost:8443/hook',
                   'https://user:pw@hooks.example.com/', 'ftp://hooks.example.com/']) u;
-select is((tests.caught(format($$ select public.create_webhook_endpoint(%L, 'https://ok.example.com', '{credits.stolen}') $$, tests.hooks_team()))) ->> 'message',
+select is((tests.caught(format($$ select public.create_webhook_endpoint(%L, 'https://ok.example.com', '{credits.stolen}') $$, tests.account_id('hooks-team')))) ->> 'message',
   'invalid_event_type', 'an unknown event type is refused at creation');
 select tests.clear_authentication();
 
 update private.settings set value = 'true' where key = 'webhook_allow_loopback';
 select tests.authenticate_as('owner');
-select is((tests.caught(format($$ select public.create_webhook_endpoint(%L, 'http://127.0.0.1:9999/hook', '{*}') $$, tests.hooks_team()))),
+select is((tests.caught(format($$ select public.create_webhook_endpoint(%L, 'http://127.0.0.1:9999/hook', '{*}') $$, tests.account_id('hooks-team')))),
   null, 'with webhook_allow_loopback, http to loopback is accepted (local development)');
-select is((tests.caught(format($$ select public.create_webhook_endpoint(%L, 'https://10.1.2.3/hook', '{*}') $$, tests.hooks_team()))) ->> 'message',
+select is((tests.caught(format($$ select public.create_webhook_endpoint(%L, 'https://10.1.2.3/hook', '{*}') $$, tests.account_id('hooks-team')))) ->> 'message',
   'invalid_url', 'but private addresses stay refused');
 select tests.clear_authentication();
 

@@ -6,24 +6,11 @@
 --
 -- Personas: anon, stranger, viewer, member, admin and owner of a team, staff admin, service_role.
 begin;
-select plan(62);
+select plan(63);
 
-select tests.create_supabase_user('t40_owner', 'owner@billing.test', '40000000-0000-4000-8000-000000000001');
-select tests.create_supabase_user('t40_admin', 'admin@billing.test', '40000000-0000-4000-8000-000000000002');
-select tests.create_supabase_user('t40_member', 'member@billing.test', '40000000-0000-4000-8000-000000000003');
-select tests.create_supabase_user('t40_viewer', 'viewer@billing.test', '40000000-0000-4000-8000-000000000004');
-select tests.create_supabase_user('t40_stranger', 'stranger@billing.test', '40000000-0000-4000-8000-000000000005');
-select tests.create_supabase_user('t40_staff', 'staff@billing.test', '40000000-0000-4000-8000-000000000006');
-update public.user_roles set role = 'admin' where user_id = '40000000-0000-4000-8000-000000000006';
-insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
-  ('40000000-0000-4000-8000-0000000000a0', 'team', 'Billing Co', 't40-team',
-   '40000000-0000-4000-8000-000000000001', '40000000-0000-4000-8000-000000000001');
-insert into public.account_members (account_id, user_id, role) values
-  ('40000000-0000-4000-8000-0000000000a0', '40000000-0000-4000-8000-000000000001', 'owner'),
-  ('40000000-0000-4000-8000-0000000000a0', '40000000-0000-4000-8000-000000000002', 'admin'),
-  ('40000000-0000-4000-8000-0000000000a0', '40000000-0000-4000-8000-000000000003', 'member'),
-  ('40000000-0000-4000-8000-0000000000a0', '40000000-0000-4000-8000-000000000004', 'viewer');
-insert into public.credit_balances (account_id) values ('40000000-0000-4000-8000-0000000000a0') on conflict do nothing;
+select tests.team('billing-co', owner => 'owner', admins => '{admin}', members => '{member}', viewers => '{viewer}');
+select tests.create_users('stranger', 'staff');
+select tests.make_staff_admin('staff');
 
 -- A catalog of our own: a plan on sale and a retired one the team still pays for.
 insert into public.plans (key, name, tier, price_cents, stripe_price_id, included_credits, limits, active) values
@@ -35,7 +22,7 @@ select is(private.handle_stripe_event(jsonb_build_object(
   'id', 'evt_t40_sub', 'object', 'event', 'type', 'customer.subscription.created', 'created', 1800000000,
   'data', jsonb_build_object('object', jsonb_build_object(
     'id', 'sub_t40', 'object', 'subscription', 'status', 'active', 'customer', 'cus_t40',
-    'metadata', jsonb_build_object('account_id', '40000000-0000-4000-8000-0000000000a0'),
+    'metadata', jsonb_build_object('account_id', tests.account_id('billing-co')),
     'cancel_at_period_end', false,
     'items', jsonb_build_object('data', jsonb_build_array(jsonb_build_object(
       'id', 'si_t40', 'quantity', 1, 'price', jsonb_build_object('id', 'price_t40legacy'),
@@ -61,29 +48,31 @@ select is((select payload -> 'data' -> 'object' ->> 'amount_paid' from public.we
   '1900', 'a duplicate leaves the recorded event untouched');
 
 -- Facts as the runner sees them.
-select is((select stripe_customer_id from public.billing_customers where account_id = '40000000-0000-4000-8000-0000000000a0'),
+select is((select stripe_customer_id from public.billing_customers where account_id = tests.account_id('billing-co')),
   'cus_t40', 'the customer was linked on first sight');
 select is((select credits_granted from public.payments where stripe_invoice_id = 'in_t40'), 100::bigint,
   'the paid invoice granted the plan''s included credits');
-select is((select plan_key from private.account_plan('40000000-0000-4000-8000-0000000000a0')), 't40_legacy',
+select is(tests.wallet_invariant(tests.account_id('billing-co')), 'ok',
+  'and the team''s wallet agrees with its ledger and lots');
+select is((select plan_key from private.account_plan(tests.account_id('billing-co'))), 't40_legacy',
   'the account''s plan follows the live subscription');
-select is((select limits from private.account_plan('40000000-0000-4000-8000-0000000000a0')), '{"quotas": {"api_call": 77}}'::jsonb,
+select is((select limits from private.account_plan(tests.account_id('billing-co'))), '{"quotas": {"api_call": 77}}'::jsonb,
   'so do the quotas and rate-limit overrides');
-select ok((select period_end > now() + interval '28 days' from private.account_plan('40000000-0000-4000-8000-0000000000a0')),
+select ok((select period_end > now() + interval '28 days' from private.account_plan(tests.account_id('billing-co'))),
   'and the billing period is the subscription''s');
-select is((select plan_key from private.account_plan('40000000-0000-4000-8000-000000000005')), 'free',
+select is((select plan_key from private.account_plan(tests.account_id('stranger'))), 'free',
   'an account without a subscription is on free');
-select is((select period_start from private.account_plan('40000000-0000-4000-8000-000000000005')),
+select is((select period_start from private.account_plan(tests.account_id('stranger'))),
   date_trunc('month', now(), 'UTC'), 'free runs by calendar month');
 
 -- How many rows of the team a persona reads in each billing table, as "customers|subs|history|payments|events".
 create function tests.t40_visible() returns text
 language sql stable set search_path = '' as $$
   select concat_ws('|',
-    (select count(*) from public.billing_customers where account_id = '40000000-0000-4000-8000-0000000000a0'),
-    (select count(*) from public.subscriptions where account_id = '40000000-0000-4000-8000-0000000000a0'),
-    (select count(*) from public.subscription_history where account_id = '40000000-0000-4000-8000-0000000000a0'),
-    (select count(*) from public.payments where account_id = '40000000-0000-4000-8000-0000000000a0'),
+    (select count(*) from public.billing_customers where account_id = tests.account_id('billing-co')),
+    (select count(*) from public.subscriptions where account_id = tests.account_id('billing-co')),
+    (select count(*) from public.subscription_history where account_id = tests.account_id('billing-co')),
+    (select count(*) from public.payments where account_id = tests.account_id('billing-co')),
     (select count(*) from public.webhook_events where event_id like 'evt_t40%'))
 $$;
 grant execute on function tests.t40_visible() to anon, authenticated, service_role;
@@ -98,39 +87,35 @@ select throws_ok('select count(*) from public.subscription_history', '42501', nu
 select throws_ok('select count(*) from public.payments', '42501', null, 'anon cannot read payments');
 select throws_ok('select count(*) from public.webhook_events', '42501', null, 'anon cannot read webhook events');
 select throws_ok('select count(*) from public.account_entitlements', '42501', null, 'anon cannot read entitlements');
+select tests.clear_authentication();
 
-select tests.authenticate_as('t40_stranger');
-select is(tests.t40_visible(), '0|0|0|0|0', 'a stranger reads none of the team''s billing');
-select is((select count(*) from public.account_entitlements where account_id = '40000000-0000-4000-8000-0000000000a0'), 0::bigint,
-  'nor its entitlements');
+-- A stranger reads none of the team's billing; billing.read (viewer and up) reads it, but not
+-- webhook events; a staff admin and service_role read everything.
+select * from tests.rls_seen('{stranger,viewer,member,admin,owner,staff,service_role}', 'select tests.t40_visible()',
+  '{0|0|0|0|0,1|1|1|1|0,1|1|1|1|0,1|1|1|1|0,1|1|1|1|0,1|1|1|1|2,1|1|1|1|2}',
+  'the team''s billing rows it reads, as customers|subscriptions|history|payments|events');
+
+select tests.authenticate_as('stranger');
+select is((select count(*) from public.account_entitlements where account_id = tests.account_id('billing-co')), 0::bigint,
+  'a stranger reads none of the team''s entitlements');
 select results_eq($$select plan_key, status, tier from public.account_entitlements$$,
   $$values ('free'::text, 'free'::text, 0)$$, 'a stranger is entitled to free on their personal account');
 select is((select count(*) from public.plans where key = 't40_legacy'), 0::bigint, 'a stranger does not see a retired plan');
 
-select tests.authenticate_as('t40_viewer');
-select is(tests.t40_visible(), '1|1|1|1|0', 'a viewer reads the team''s billing (billing.read), not webhook events');
-select tests.authenticate_as('t40_member');
-select is(tests.t40_visible(), '1|1|1|1|0', 'a member reads the team''s billing, not webhook events');
+select tests.authenticate_as('member');
 select results_eq(
   $$select plan_key, status, tier, limits, cancel_at_period_end from public.account_entitlements
-    where account_id = '40000000-0000-4000-8000-0000000000a0'$$,
+    where account_id = tests.account_id('billing-co')$$,
   $$values ('t40_legacy'::text, 'active'::text, 4, '{"quotas": {"api_call": 77}}'::jsonb, false)$$,
   'a member sees the team''s entitlements: its live plan, tier, limits');
 select is((select count(*) from public.plans where key = 't40_legacy'), 1::bigint, 'subscribers still see the retired plan they pay for');
-select tests.authenticate_as('t40_admin');
-select is(tests.t40_visible(), '1|1|1|1|0', 'an admin reads the team''s billing, not webhook events');
-select tests.authenticate_as('t40_owner');
-select is(tests.t40_visible(), '1|1|1|1|0', 'the owner reads the team''s billing, not webhook events');
-select tests.authenticate_as('t40_staff');
-select is(tests.t40_visible(), '1|1|1|1|2', 'a staff admin reads everything, webhook events included');
-select tests.authenticate_as_service_role();
-select is(tests.t40_visible(), '1|1|1|1|2', 'service_role reads everything');
+select tests.clear_authentication();
 
 -- ---------------------------------------------------------------------------
 -- Writing: nobody through the API
 -- ---------------------------------------------------------------------------
-select tests.authenticate_as('t40_owner');
-select throws_ok($$insert into public.billing_customers (account_id, stripe_customer_id, status) values ('40000000-0000-4000-8000-000000000001', 'cus_mine', 'active')$$,
+select tests.authenticate_as('owner');
+select throws_ok($$insert into public.billing_customers (account_id, stripe_customer_id, status) values (tests.account_id('owner'), 'cus_mine', 'active')$$,
   '42501', null, 'the owner cannot link a customer');
 select throws_ok($$update public.subscriptions set plan_key = 't40_team'$$, '42501', null, 'the owner cannot change the plan');
 select throws_ok($$update public.payments set credits_granted = 1000000$$, '42501', null, 'the owner cannot change a payment');
@@ -138,7 +123,7 @@ select throws_ok($$delete from public.subscription_history$$, '42501', null, 'th
 select throws_ok($$insert into public.webhook_events (event_id, type, status, payload) values ('evt_fake', 'x', 'processed', '{}')$$,
   '42501', null, 'the owner cannot forge a webhook event');
 select throws_ok($$select private.handle_stripe_event('{}'::jsonb)$$, '42501', null, 'the owner cannot call the Stripe handler');
-select tests.authenticate_as('t40_staff');
+select tests.authenticate_as('staff');
 select throws_ok($$update public.webhook_events set status = 'ignored'$$, '42501', null, 'a staff admin cannot change webhook events');
 select tests.authenticate_as_service_role();
 select throws_ok($$update public.payments set status = 'paid'$$, '42501', null, 'service_role cannot change payments through the API');
@@ -150,27 +135,27 @@ select throws_ok($$update public.subscription_history set reason = 'created'$$, 
 -- ---------------------------------------------------------------------------
 -- Checkout entry point and portal (as the user)
 -- ---------------------------------------------------------------------------
-select tests.authenticate_as('t40_viewer');
-select throws_ok($$select public.begin_checkout('40000000-0000-4000-8000-0000000000a0', null, 't40_nope', 1)$$,
+select tests.authenticate_as('viewer');
+select throws_ok($$select public.begin_checkout(tests.account_id('billing-co'), null, 't40_nope', 1)$$,
   '42501', null, 'a viewer cannot start a checkout for the team');
-select throws_ok($$select public.billing_portal_customer('40000000-0000-4000-8000-0000000000a0')$$,
+select throws_ok($$select public.billing_portal_customer(tests.account_id('billing-co'))$$,
   '42501', null, 'a viewer cannot open the team''s billing portal');
-select tests.authenticate_as('t40_owner');
-select throws_ok($$select public.begin_checkout('40000000-0000-4000-8000-0000000000a0', 't40_team', null, 1)$$,
+select tests.authenticate_as('owner');
+select throws_ok($$select public.begin_checkout(tests.account_id('billing-co'), 't40_team', null, 1)$$,
   'PT409', 'already_subscribed', 'a second subscription is refused: use the portal');
-select throws_ok($$select public.begin_checkout('40000000-0000-4000-8000-0000000000a0', 't40_legacy', null, 1)$$,
+select throws_ok($$select public.begin_checkout(tests.account_id('billing-co'), 't40_legacy', null, 1)$$,
   'PT404', 'not_found', 'a retired plan is not for sale');
-select throws_ok($$select public.begin_checkout('40000000-0000-4000-8000-0000000000a0', 't40_team', 'pack_250', 1)$$,
+select throws_ok($$select public.begin_checkout(tests.account_id('billing-co'), 't40_team', 'pack_250', 1)$$,
   '22023', 'invalid_input', 'exactly one of plan and pack');
-select is(public.billing_portal_customer('40000000-0000-4000-8000-0000000000a0'), 'cus_t40', 'the owner gets the portal customer');
-select throws_ok($$select public.billing_portal_customer('40000000-0000-4000-8000-000000000001')$$,
+select is(public.billing_portal_customer(tests.account_id('billing-co')), 'cus_t40', 'the owner gets the portal customer');
+select throws_ok($$select public.billing_portal_customer(tests.account_id('owner'))$$,
   'PT404', 'not_found', 'no customer, no portal');
-select is((public.begin_checkout('40000000-0000-4000-8000-000000000001', 't40_team', null, 1)) ->> 'customer_idempotency_key',
-  'customer-create:40000000-0000-4000-8000-000000000001', 'a first checkout reserves the customer with a key derived from the account');
-select is((public.begin_checkout('40000000-0000-4000-8000-000000000001', 't40_team', null, 1)) ->> 'stripe_price_id',
+select is((public.begin_checkout(tests.account_id('owner'), 't40_team', null, 1)) ->> 'customer_idempotency_key',
+  'customer-create:' || tests.user_id('owner'), 'a first checkout reserves the customer with a key derived from the account');
+select is((public.begin_checkout(tests.account_id('owner'), 't40_team', null, 1)) ->> 'stripe_price_id',
   'price_t40team', 'and names the plan''s Stripe price');
 select tests.clear_authentication();
-select is((select status from public.billing_customers where account_id = '40000000-0000-4000-8000-000000000001'), 'pending',
+select is((select status from public.billing_customers where account_id = tests.account_id('owner')), 'pending',
   'the reservation is one pending row per account');
 
 -- ---------------------------------------------------------------------------
@@ -201,7 +186,7 @@ select is((select status from public.subscriptions where stripe_subscription_id 
 select is(tests.t40_sub_event('evt_t40_z', 1800000200, 'canceled', false, 'customer.subscription.deleted'), 'processed', 'the subscription ends');
 select is(tests.t40_sub_event('evt_t40_y', 1800000300, 'active', false), 'processed', 'even a later non-final event');
 select is((select status from public.subscriptions where stripe_subscription_id = 'sub_t40'), 'canceled', 'never resurrects it');
-select is((select plan_key from private.account_plan('40000000-0000-4000-8000-0000000000a0')), 'free', 'and the team is back on free');
+select is((select plan_key from private.account_plan(tests.account_id('billing-co'))), 'free', 'and the team is back on free');
 select is((select array_agg(reason order by id) from public.subscription_history where stripe_subscription_id = 'sub_t40'),
   array['created', 'cancellation_scheduled', 'status_changed', 'canceled'], 'history records each change with its reason');
 

@@ -8,8 +8,8 @@
 begin;
 select plan(30);
 
-select tests.create_supabase_user('alice', 'alice@storage.test', '13000000-0000-4000-8000-0000000000a1');
-select tests.create_supabase_user('bob', 'bob@storage.test', '13000000-0000-4000-8000-0000000000b0');
+-- Personas: Alice and Bob, each with their own folders.
+select tests.create_users('alice', 'bob');
 
 -- ---------------------------------------------------------------------------
 -- Bucket configuration
@@ -35,23 +35,23 @@ select policy_roles_are('storage', 'objects', 'Users can read avatars and their 
 select tests.authenticate_as('alice');
 select lives_ok(
   $$ insert into storage.objects (bucket_id, name, owner_id, metadata)
-     values ('avatars', '13000000-0000-4000-8000-0000000000a1/avatar.png', '13000000-0000-4000-8000-0000000000a1', '{"size": 1000, "mimetype": "image/png"}') $$,
+     values ('avatars', tests.user_id('alice') || '/avatar.png', tests.user_id('alice'), '{"size": 1000, "mimetype": "image/png"}') $$,
   'alice uploads an avatar into her own folder');
 select throws_ok(
-  $$ insert into storage.objects (bucket_id, name, owner_id) values ('avatars', '13000000-0000-4000-8000-0000000000b0/avatar.png', '13000000-0000-4000-8000-0000000000a1') $$,
+  $$ insert into storage.objects (bucket_id, name, owner_id) values ('avatars', tests.user_id('bob') || '/avatar.png', tests.user_id('alice')) $$,
   '42501', 'new row violates row-level security policy for table "objects"',
   'alice cannot upload into bob''s avatar folder');
 select throws_ok(
-  $$ insert into storage.objects (bucket_id, name, owner_id) values ('avatars', 'avatar.png', '13000000-0000-4000-8000-0000000000a1') $$,
+  $$ insert into storage.objects (bucket_id, name, owner_id) values ('avatars', 'avatar.png', tests.user_id('alice')) $$,
   '42501', 'new row violates row-level security policy for table "objects"',
   'nor at the root of the bucket');
 select throws_ok(
-  $$ insert into storage.objects (bucket_id, name, owner_id) values ('avatars', 'x/13000000-0000-4000-8000-0000000000a1/avatar.png', '13000000-0000-4000-8000-0000000000a1') $$,
+  $$ insert into storage.objects (bucket_id, name, owner_id) values ('avatars', 'x/' || tests.user_id('alice') || '/avatar.png', tests.user_id('alice')) $$,
   '42501', 'new row violates row-level security policy for table "objects"',
   'the user id must be the first folder, not a deeper one');
 
 select throws_ok(
-  $$ delete from storage.objects where bucket_id = 'avatars' and name = '13000000-0000-4000-8000-0000000000a1/avatar.png' $$,
+  $$ delete from storage.objects where bucket_id = 'avatars' and name = tests.user_id('alice') || '/avatar.png' $$,
   '42501', 'Direct deletion from storage tables is not allowed. Use the Storage API instead.',
   'a delete that does not come through the Storage API is refused, even of alice''s own file');
 
@@ -60,14 +60,14 @@ select tests.allow_storage_deletes();
 
 select tests.authenticate_as('bob');
 select is(
-  (select count(*)::int from storage.objects where bucket_id = 'avatars' and name = '13000000-0000-4000-8000-0000000000a1/avatar.png'),
+  (select count(*)::int from storage.objects where bucket_id = 'avatars' and name = tests.user_id('alice') || '/avatar.png'),
   1,
   'bob can read alice''s avatar');
-update storage.objects set metadata = '{"size": 1}' where bucket_id = 'avatars' and name = '13000000-0000-4000-8000-0000000000a1/avatar.png';
-delete from storage.objects where bucket_id = 'avatars' and name = '13000000-0000-4000-8000-0000000000a1/avatar.png';
+update storage.objects set metadata = '{"size": 1}' where bucket_id = 'avatars' and name = tests.user_id('alice') || '/avatar.png';
+delete from storage.objects where bucket_id = 'avatars' and name = tests.user_id('alice') || '/avatar.png';
 select tests.clear_authentication();
 select results_eq(
-  $$ select metadata ->> 'size' from storage.objects where bucket_id = 'avatars' and name = '13000000-0000-4000-8000-0000000000a1/avatar.png' $$,
+  $$ select metadata ->> 'size' from storage.objects where bucket_id = 'avatars' and name = tests.user_id('alice') || '/avatar.png' $$,
   $$ values ('1000') $$,
   'bob''s update and delete of alice''s avatar changed nothing');
 
@@ -83,22 +83,22 @@ select throws_ok(
 
 select tests.authenticate_as('alice');
 select is(
-  (select count(*)::int from storage.objects where bucket_id = 'avatars' and name like '13000000-0000-4000-8000-0000000000a1/%'),
+  (select count(*)::int from storage.objects where bucket_id = 'avatars' and name like tests.user_id('alice') || '/%'),
   1,
   'alice reads her own avatar');
 select lives_ok(
   $$ update storage.objects set metadata = '{"size": 2000, "mimetype": "image/png"}'
-     where bucket_id = 'avatars' and name = '13000000-0000-4000-8000-0000000000a1/avatar.png' $$,
+     where bucket_id = 'avatars' and name = tests.user_id('alice') || '/avatar.png' $$,
   'alice replaces her avatar');
 select throws_ok(
-  $$ update storage.objects set name = '13000000-0000-4000-8000-0000000000b0/avatar.png'
-     where bucket_id = 'avatars' and name = '13000000-0000-4000-8000-0000000000a1/avatar.png' $$,
+  $$ update storage.objects set name = tests.user_id('bob') || '/avatar.png'
+     where bucket_id = 'avatars' and name = tests.user_id('alice') || '/avatar.png' $$,
   '42501', 'new row violates row-level security policy for table "objects"',
   'alice cannot move her avatar into bob''s folder');
 select tests.clear_authentication();
 select results_eq(
   $$ select name, metadata ->> 'size' from storage.objects where bucket_id = 'avatars' $$,
-  $$ values ('13000000-0000-4000-8000-0000000000a1/avatar.png', '2000') $$,
+  $$ values (tests.user_id('alice') || '/avatar.png', '2000') $$,
   'the avatar was replaced in place');
 
 -- ---------------------------------------------------------------------------
@@ -106,7 +106,7 @@ select results_eq(
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('alice');
 select lives_ok(
-  $$ insert into storage.objects (bucket_id, name, owner_id) values ('uploads', '13000000-0000-4000-8000-0000000000a1/face-1.jpg', '13000000-0000-4000-8000-0000000000a1') $$,
+  $$ insert into storage.objects (bucket_id, name, owner_id) values ('uploads', tests.user_id('alice') || '/face-1.jpg', tests.user_id('alice')) $$,
   'alice uploads a photo into her own uploads folder');
 select is(
   (select count(*)::int from storage.objects where bucket_id = 'uploads'),
@@ -118,7 +118,7 @@ select is(
   0,
   'bob does not see alice''s uploads');
 select throws_ok(
-  $$ insert into storage.objects (bucket_id, name, owner_id) values ('uploads', '13000000-0000-4000-8000-0000000000a1/planted.jpg', '13000000-0000-4000-8000-0000000000b0') $$,
+  $$ insert into storage.objects (bucket_id, name, owner_id) values ('uploads', tests.user_id('alice') || '/planted.jpg', tests.user_id('bob')) $$,
   '42501', 'new row violates row-level security policy for table "objects"',
   'bob cannot write into alice''s uploads folder');
 select results_eq(
@@ -127,7 +127,7 @@ select results_eq(
   'bob deletes nothing of alice''s uploads');
 select tests.authenticate_as('alice');
 select results_eq(
-  $$ with d as (delete from storage.objects where bucket_id = 'uploads' and name = '13000000-0000-4000-8000-0000000000a1/face-1.jpg' returning 1)
+  $$ with d as (delete from storage.objects where bucket_id = 'uploads' and name = tests.user_id('alice') || '/face-1.jpg' returning 1)
      select count(*)::int from d $$,
   $$ values (1) $$,
   'alice deletes her own upload');
@@ -137,7 +137,7 @@ select tests.clear_authentication();
 insert into storage.buckets (id, name) values ('elsewhere', 'elsewhere');
 select tests.authenticate_as('alice');
 select throws_ok(
-  $$ insert into storage.objects (bucket_id, name, owner_id) values ('elsewhere', '13000000-0000-4000-8000-0000000000a1/x.png', '13000000-0000-4000-8000-0000000000a1') $$,
+  $$ insert into storage.objects (bucket_id, name, owner_id) values ('elsewhere', tests.user_id('alice') || '/x.png', tests.user_id('alice')) $$,
   '42501', 'new row violates row-level security policy for table "objects"',
   'the folder rule does not open other buckets');
 
@@ -145,27 +145,27 @@ select throws_ok(
 -- profiles.avatar_path points into the user's own folder
 -- ---------------------------------------------------------------------------
 select lives_ok(
-  $$ update public.profiles set avatar_path = '13000000-0000-4000-8000-0000000000a1/avatar.png' where id = '13000000-0000-4000-8000-0000000000a1' $$,
+  $$ update public.profiles set avatar_path = tests.user_id('alice') || '/avatar.png' where id = tests.user_id('alice') $$,
   'alice points her profile at her avatar');
 select throws_ok(
-  $$ update public.profiles set avatar_path = '13000000-0000-4000-8000-0000000000b0/avatar.png' where id = '13000000-0000-4000-8000-0000000000a1' $$,
+  $$ update public.profiles set avatar_path = tests.user_id('bob') || '/avatar.png' where id = tests.user_id('alice') $$,
   '22023', 'invalid_avatar_path', 'alice cannot use bob''s picture as her avatar');
 select throws_ok(
-  $$ update public.profiles set avatar_path = '13000000-0000-4000-8000-0000000000a1/../13000000-0000-4000-8000-0000000000b0/avatar.png' where id = '13000000-0000-4000-8000-0000000000a1' $$,
+  $$ update public.profiles set avatar_path = tests.user_id('alice') || '/../' || tests.user_id('bob') || '/avatar.png' where id = tests.user_id('alice') $$,
   '22023', 'invalid_avatar_path', 'nor climb out of her folder with ..');
 select throws_ok(
-  $$ update public.profiles set avatar_path = '13000000-0000-4000-8000-0000000000a1/' where id = '13000000-0000-4000-8000-0000000000a1' $$,
+  $$ update public.profiles set avatar_path = tests.user_id('alice') || '/' where id = tests.user_id('alice') $$,
   '22023', 'invalid_avatar_path', 'the path must name a file, not the folder');
 select is(
-  (select avatar_path from public.profiles where id = '13000000-0000-4000-8000-0000000000a1'),
-  '13000000-0000-4000-8000-0000000000a1/avatar.png',
+  (select avatar_path from public.profiles where id = tests.user_id('alice')),
+  tests.user_id('alice') || '/avatar.png',
   'refused paths changed nothing');
 select lives_ok(
-  $$ update public.profiles set avatar_path = null where id = '13000000-0000-4000-8000-0000000000a1' $$,
+  $$ update public.profiles set avatar_path = null where id = tests.user_id('alice') $$,
   'an avatar can be cleared');
 select tests.clear_authentication();
 select is(
-  (select avatar_path from public.profiles where id = '13000000-0000-4000-8000-0000000000a1'),
+  (select avatar_path from public.profiles where id = tests.user_id('alice')),
   null,
   'and is then null');
 
