@@ -21,7 +21,9 @@ import { migrationsDir } from "../../../scripts/lib/paths.ts";
 import { assert, assertEquals, assertMatch } from "./_support/assert.ts";
 
 const released = await readReleased();
-const present = await migrationHashes();
+// The released migrations as they are in the repository (migrations not released yet, which
+// a change under review may add, play no part in these stories).
+const present = new Map([...await migrationHashes()].filter(([file]) => released.some((r) => r.file === file)));
 const credits = "20261122030200_credits.sql";
 
 Deno.test("every released migration is in the repository as it was released", () => {
