@@ -26,9 +26,7 @@ const usage = `usage: npm run bench [-- options]
   --duration=S   seconds per side of each pair (default 20), run as two ABBA rounds
   --clients=N    pgbench clients (default 32; threads: ${THREADS})
   --only=LIST    pairs to run (comma list): hot, hotbare, hotfloor, spread, spreadbare, wrapped, floor, ratelimit,
-                 policy, ledger, webhook, audit, summary; and on request only, with --apply=bench/candidates/v2_common_path.sql:
-                 v2hot, v2spread (and with bench/candidates/v2_one_statement.sql too: v2shot, v2sspread;
-                 with bench/candidates/v2_plan_on_wallet.sql: v2phot, v2pspread)
+                 policy, ledger, webhook, audit, summary
   --apply=FILES  after the data is ready, run these SQL files (comma list) as postgres,
                  e.g. candidate functions made with create or replace
   --profile      afterwards, profile consume_credits: per-statement times with
@@ -91,60 +89,6 @@ const pairs: Pair[] = [
     candidate: { label: "consume_credits, 10k accounts", file: "consume_spread.sql" },
     kind: "throughput",
     target: null,
-  },
-  {
-    key: "v2hot",
-    title: "1v. v2 common path (candidate)",
-    baseline: { label: "hand-written RPC, 1 row", file: "handwritten_hot.sql" },
-    candidate: { label: "v2 candidate, 1 account", file: "candidates/v2_hot.sql" },
-    kind: "throughput",
-    target: null,
-    onRequest: true,
-  },
-  {
-    key: "v2spread",
-    title: "2v. v2 common path (candidate)",
-    baseline: { label: "hand-written RPC, 10k rows", file: "handwritten_spread.sql" },
-    candidate: { label: "v2 candidate, 10k accounts", file: "candidates/v2_spread.sql" },
-    kind: "throughput",
-    target: null,
-    onRequest: true,
-  },
-  {
-    key: "v2shot",
-    title: "1w. v2 as one statement (candidate)",
-    baseline: { label: "hand-written RPC, 1 row", file: "handwritten_hot.sql" },
-    candidate: { label: "v2 one statement, 1 account", file: "candidates/v2s_hot.sql" },
-    kind: "throughput",
-    target: null,
-    onRequest: true,
-  },
-  {
-    key: "v2sspread",
-    title: "2w. v2 as one statement (candidate)",
-    baseline: { label: "hand-written RPC, 10k rows", file: "handwritten_spread.sql" },
-    candidate: { label: "v2 one statement, 10k accts", file: "candidates/v2s_spread.sql" },
-    kind: "throughput",
-    target: null,
-    onRequest: true,
-  },
-  {
-    key: "v2phot",
-    title: "1p. v2, plan on the wallet (candidate)",
-    baseline: { label: "hand-written RPC, 1 row", file: "handwritten_hot.sql" },
-    candidate: { label: "v2 + plan on wallet, 1 account", file: "candidates/v2p_hot.sql" },
-    kind: "throughput",
-    target: null,
-    onRequest: true,
-  },
-  {
-    key: "v2pspread",
-    title: "2p. v2, plan on the wallet (candidate)",
-    baseline: { label: "hand-written RPC, 10k rows", file: "handwritten_spread.sql" },
-    candidate: { label: "v2 + plan on wallet, 10k accts", file: "candidates/v2p_spread.sql" },
-    kind: "throughput",
-    target: null,
-    onRequest: true,
   },
   {
     key: "wrapped",
@@ -293,10 +237,7 @@ async function benchMain(): Promise<void> {
     // Last: it adds 10^7 usage events (see scripts/lib/summary-bench.ts).
     if (!only || only.has("summary")) summary = await runSummaryBench(cluster, duration);
     if (flags.profile) {
-      const candidates = chosen.some((p) => p.key === "v2hot" || p.key === "v2spread")
-        ? ["candidates/v2_hot.sql", "candidates/v2_spread.sql"]
-        : [];
-      await bench.profile(Math.max(10, Math.round(duration / 2)), candidates);
+      await bench.profile(Math.max(10, Math.round(duration / 2)));
     }
   } finally {
     if (flags.keep) {
@@ -498,14 +439,14 @@ class Bench {
   }
 
   /** Where consume_credits spends its time: nested statements, function self times, wait events. */
-  async profile(seconds: number, candidates: string[] = []): Promise<void> {
+  async profile(seconds: number): Promise<void> {
     await this.sql({
       user: "supabase_admin",
       command: "alter system set pg_stat_statements.track = 'all'",
     });
     await this.sql({ user: "supabase_admin", command: "alter system set track_functions = 'all'" });
     await this.sql({ user: "supabase_admin", command: "select pg_reload_conf()" });
-    const files = ["handwritten_hot.sql", "consume_hot.sql", "handwritten_spread.sql", "consume_spread.sql", ...candidates];
+    const files = ["handwritten_hot.sql", "consume_hot.sql", "handwritten_spread.sql", "consume_spread.sql"];
     for (const file of files) {
       await this.settle();
       await this.sql({

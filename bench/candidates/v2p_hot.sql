@@ -1,2 +1,0 @@
--- The one-statement v2 common path with the plan on the wallet row (bench/candidates/v2_plan_on_wallet.sql), ONE account.
-select bench.v2p_consume('00000000-0000-4000-8000-000000000001'::uuid, 'api_call', 1);
