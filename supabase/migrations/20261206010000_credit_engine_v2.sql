@@ -195,6 +195,39 @@ $$;
 comment on function private.settle_lot(uuid) is
   'Writes the remaining credits the wallet keeps for its current lot back into ledger.lots and clears lot_id. Every path that reads or changes an account''s lots calls it first, under the wallet lock.';
 
+create or replace function private.lots_in_order(account_id uuid)
+returns table (id uuid, remaining bigint, expires_at timestamptz, "position" bigint)
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  -- The draw-down order, written once: soonest expiry first (never-expiring last),
+  -- promotional before paid, oldest first. remaining is the lots table's own figure.
+  return query
+  select g.id, g.remaining, g.expires_at,
+         pg_catalog.row_number() over (order by g.expires_at, g.paid, g.created_at, g.seq)
+  from ledger.lots g
+  where g.account_id = lots_in_order.account_id;
+end
+$$;
+comment on function private.lots_in_order(uuid) is
+  'The account''s lots with their position in draw-down order (soonest expiry first, never-expiring last; promotional before paid; oldest first). The one place that order is written.';
+
+create or replace function private.lot_precedes(account_id uuid, lot_id uuid, other_id uuid)
+returns boolean
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  return (with o as (select * from private.lots_in_order(lot_precedes.account_id))
+          select (select o."position" from o where o.id = lot_id) < (select o."position" from o where o.id = other_id));
+end
+$$;
+comment on function private.lot_precedes(uuid, uuid, uuid) is
+  'Whether lot_id comes before other_id in the account''s draw-down order (private.lots_in_order).';
+
 create or replace function private.load_lot(account_id uuid)
 returns void
 language plpgsql
@@ -204,10 +237,9 @@ begin
   -- The caller holds the wallet lock and has settled it: the first lot in draw-down order
   -- that is live becomes the one the charging statement draws from.
   update public.credit_balances w set lot_id = f.id, lot_remaining = f.remaining
-  from (select g.id, g.remaining from ledger.lots g
-        where g.account_id = load_lot.account_id and g.remaining > 0
-          and (g.expires_at is null or g.expires_at > private.now())
-        order by g.expires_at, g.paid, g.created_at, g.seq
+  from (select o.id, o.remaining from private.lots_in_order(load_lot.account_id) o
+        where o.remaining > 0 and (o.expires_at is null or o.expires_at > private.now())
+        order by o."position"
         limit 1) f
   where w.account_id = load_lot.account_id and w.lot_id is null;
 end
@@ -555,12 +587,9 @@ begin
   perform private.settle_lot(draw_down.account_id);
   if amount > 0 then
     with lots as (
-      select g.id, g.remaining,
-             sum(g.remaining) over (order by g.expires_at, g.paid, g.created_at, g.seq) as upto
-      from ledger.lots g
-      where g.account_id = draw_down.account_id
-        and g.remaining > 0
-        and (g.expires_at is null or g.expires_at > at)
+      select o.id, o.remaining, sum(o.remaining) over (order by o."position") as upto
+      from private.lots_in_order(draw_down.account_id) o
+      where o.remaining > 0 and (o.expires_at is null or o.expires_at > at)
     ), take as (
       select l.id, least(l.remaining, amount - (l.upto - l.remaining)) as n
       from lots l
@@ -937,6 +966,7 @@ declare
   existing uuid;
   wallet public.credit_balances;
   debt ledger.lots;
+  lot ledger.lots;
   repaid bigint := 0;
   grant_id uuid;
 begin
@@ -950,12 +980,10 @@ begin
     raise exception using errcode = '22023', message = 'invalid_input', detail = 'a grant cannot expire in the past';
   end if;
   wallet := private.lock_wallet(grant_credits.account_id);
-  perform private.settle_lot(grant_credits.account_id);
   if idempotency_key is not null then
     select g.id into existing from ledger.lots g
     where g.account_id = grant_credits.account_id and g.idempotency_key = grant_credits.idempotency_key;
     if found then
-      perform private.load_lot(grant_credits.account_id);
       return existing;
     end if;
   end if;
@@ -970,7 +998,9 @@ begin
 
   insert into ledger.lots (account_id, source, amount, remaining, expires_at, payment_id, idempotency_key, metadata)
   values (grant_credits.account_id, source, amount, amount - repaid, expires_at, payment_id, idempotency_key, coalesce(metadata, '{}'::jsonb))
-  returning id into grant_id;
+  returning * into lot;
+  grant_id := lot.id;
+  -- (a debt lot is never the one on the wallet: the wallet's figure stays right)
 
   if expires_at is not null and amount > repaid then
     update public.credit_balances w set next_expiry_at = least(w.next_expiry_at, grant_credits.expires_at)
@@ -979,8 +1009,11 @@ begin
   wallet := private.set_wallet(grant_credits.account_id, amount);
   perform private.write_ledger(wallet, amount, source, grant_id => grant_id, payment_id => grant_credits.payment_id,
                                idempotency_key => grant_credits.idempotency_key, metadata => grant_credits.metadata);
-  -- The new lot may come first in draw-down order.
-  perform private.load_lot(grant_credits.account_id);
+  -- The new lot goes on the wallet when it comes first in draw-down order.
+  if wallet.lot_id is null or private.lot_precedes(grant_credits.account_id, grant_id, wallet.lot_id) then
+    perform private.settle_lot(grant_credits.account_id);
+    perform private.load_lot(grant_credits.account_id);
+  end if;
   return grant_id;
 end
 $$;
@@ -1005,14 +1038,25 @@ begin
     raise exception using errcode = '22023', message = 'invalid_input', detail = pg_catalog.format('invalid clawback reason %L', reason);
   end if;
   wallet := private.lock_wallet(clawback_credits.account_id);
-  perform private.settle_lot(clawback_credits.account_id);
   if idempotency_key is not null and exists (
     select from public.credit_ledger l
     where l.account_id = clawback_credits.account_id and l.idempotency_key = clawback_credits.idempotency_key
   ) then
-    perform private.load_lot(clawback_credits.account_id);
     return wallet;
   end if;
+
+  -- Credits taken in draw-down order from what is available: the charging statement does it
+  -- in one row write when the lot on the wallet covers them.
+  if from_grant is null and payment_id is null then
+    wallet := private.charge(clawback_credits.account_id, amount);
+    if wallet.account_id is not null then
+      perform private.signal_low_balance(wallet, amount);
+      perform private.write_ledger(wallet, -amount, reason, idempotency_key => clawback_credits.idempotency_key,
+                                   metadata => clawback_credits.metadata);
+      return wallet;
+    end if;
+  end if;
+  perform private.settle_lot(clawback_credits.account_id);
 
   -- The credits being taken back come first from the lot they were granted in.
   if from_grant is not null then

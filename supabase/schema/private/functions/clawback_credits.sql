@@ -20,14 +20,25 @@ begin
     raise exception using errcode = '22023', message = 'invalid_input', detail = pg_catalog.format('invalid clawback reason %L', reason);
   end if;
   wallet := private.lock_wallet(clawback_credits.account_id);
-  perform private.settle_lot(clawback_credits.account_id);
   if idempotency_key is not null and exists (
     select from public.credit_ledger l
     where l.account_id = clawback_credits.account_id and l.idempotency_key = clawback_credits.idempotency_key
   ) then
-    perform private.load_lot(clawback_credits.account_id);
     return wallet;
   end if;
+
+  -- Credits taken in draw-down order from what is available: the charging statement does it
+  -- in one row write when the lot on the wallet covers them.
+  if from_grant is null and payment_id is null then
+    wallet := private.charge(clawback_credits.account_id, amount);
+    if wallet.account_id is not null then
+      perform private.signal_low_balance(wallet, amount);
+      perform private.write_ledger(wallet, -amount, reason, idempotency_key => clawback_credits.idempotency_key,
+                                   metadata => clawback_credits.metadata);
+      return wallet;
+    end if;
+  end if;
+  perform private.settle_lot(clawback_credits.account_id);
 
   -- The credits being taken back come first from the lot they were granted in.
   if from_grant is not null then

@@ -14,12 +14,9 @@ begin
   perform private.settle_lot(draw_down.account_id);
   if amount > 0 then
     with lots as (
-      select g.id, g.remaining,
-             sum(g.remaining) over (order by g.expires_at, g.paid, g.created_at, g.seq) as upto
-      from ledger.lots g
-      where g.account_id = draw_down.account_id
-        and g.remaining > 0
-        and (g.expires_at is null or g.expires_at > at)
+      select o.id, o.remaining, sum(o.remaining) over (order by o."position") as upto
+      from private.lots_in_order(draw_down.account_id) o
+      where o.remaining > 0 and (o.expires_at is null or o.expires_at > at)
     ), take as (
       select l.id, least(l.remaining, amount - (l.upto - l.remaining)) as n
       from lots l

@@ -9,6 +9,7 @@ declare
   existing uuid;
   wallet public.credit_balances;
   debt ledger.lots;
+  lot ledger.lots;
   repaid bigint := 0;
   grant_id uuid;
 begin
@@ -22,12 +23,10 @@ begin
     raise exception using errcode = '22023', message = 'invalid_input', detail = 'a grant cannot expire in the past';
   end if;
   wallet := private.lock_wallet(grant_credits.account_id);
-  perform private.settle_lot(grant_credits.account_id);
   if idempotency_key is not null then
     select g.id into existing from ledger.lots g
     where g.account_id = grant_credits.account_id and g.idempotency_key = grant_credits.idempotency_key;
     if found then
-      perform private.load_lot(grant_credits.account_id);
       return existing;
     end if;
   end if;
@@ -42,7 +41,9 @@ begin
 
   insert into ledger.lots (account_id, source, amount, remaining, expires_at, payment_id, idempotency_key, metadata)
   values (grant_credits.account_id, source, amount, amount - repaid, expires_at, payment_id, idempotency_key, coalesce(metadata, '{}'::jsonb))
-  returning id into grant_id;
+  returning * into lot;
+  grant_id := lot.id;
+  -- (a debt lot is never the one on the wallet: the wallet's figure stays right)
 
   if expires_at is not null and amount > repaid then
     update public.credit_balances w set next_expiry_at = least(w.next_expiry_at, grant_credits.expires_at)
@@ -51,8 +52,11 @@ begin
   wallet := private.set_wallet(grant_credits.account_id, amount);
   perform private.write_ledger(wallet, amount, source, grant_id => grant_id, payment_id => grant_credits.payment_id,
                                idempotency_key => grant_credits.idempotency_key, metadata => grant_credits.metadata);
-  -- The new lot may come first in draw-down order.
-  perform private.load_lot(grant_credits.account_id);
+  -- The new lot goes on the wallet when it comes first in draw-down order.
+  if wallet.lot_id is null or private.lot_precedes(grant_credits.account_id, grant_id, wallet.lot_id) then
+    perform private.settle_lot(grant_credits.account_id);
+    perform private.load_lot(grant_credits.account_id);
+  end if;
   return grant_id;
 end
 $function$;

@@ -9,10 +9,9 @@ begin
   -- The caller holds the wallet lock and has settled it: the first lot in draw-down order
   -- that is live becomes the one the charging statement draws from.
   update public.credit_balances w set lot_id = f.id, lot_remaining = f.remaining
-  from (select g.id, g.remaining from ledger.lots g
-        where g.account_id = load_lot.account_id and g.remaining > 0
-          and (g.expires_at is null or g.expires_at > private.now())
-        order by g.expires_at, g.paid, g.created_at, g.seq
+  from (select o.id, o.remaining from private.lots_in_order(load_lot.account_id) o
+        where o.remaining > 0 and (o.expires_at is null or o.expires_at > private.now())
+        order by o."position"
         limit 1) f
   where w.account_id = load_lot.account_id and w.lot_id is null;
 end
