@@ -1,4 +1,4 @@
--- The wallet and consume_credits (SPEC §4.3, §4.9, §6): signup bonus, team wallets,
+-- The wallet and consume_credits (docs/credits.md, docs/rpc.md#credits, docs/errors.md#stable-codes): signup bonus, team wallets,
 -- pricing, the result and its records, who may spend, argument checks, insufficient
 -- credits, idempotency; then lots: draw-down order, expiry, staff adjustments with debts,
 -- the low-balance signal; and deleting a user who has usage. After the steps that change
@@ -556,7 +556,7 @@ select is((public.consume_credits('25000000-0000-4000-8000-000000000007', 'api_c
 select tests.clear_authentication();
 select is(tests.wallet_check('25000000-0000-4000-8000-000000000007'), 'ok', 'invariants hold after repayment');
 
--- A key names one adjustment: reusing it for a different one is an idempotency_conflict (SPEC §6),
+-- A key names one adjustment: reusing it for a different one is an idempotency_conflict (docs/errors.md#stable-codes),
 -- never a silent no-op nor a unique-violation error.
 select tests.authenticate_as('t25_staff');
 select throws_ok($$ select public.admin_adjust_credits('25000000-0000-4000-8000-000000000007', 500, 'goodwill for outage', 'adj-1') $$,

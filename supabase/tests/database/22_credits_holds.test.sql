@@ -1,4 +1,4 @@
--- Holds for long jobs (SPEC §4.3, §4.9, §6): reserve_credits, capture_credits,
+-- Holds for long jobs (docs/credits.md#holds, docs/rpc.md#reserve_credits, docs/errors.md): reserve_credits, capture_credits,
 -- release_credits, expiry of holds, and expiry of the credits behind a hold.
 --
 -- World (time frozen at T0 = 2031-08-01 12:00 UTC): team "t22" with owner, member, viewer,

@@ -1,4 +1,5 @@
--- Plan quotas and rate limits (SPEC §4.2 limits, §4.3 quotas, §4.5, §6).
+-- Plan quotas and rate limits (docs/catalog.md#plan-limits, docs/credits.md#quotas,
+-- docs/credits.md#rate-limits, docs/errors.md).
 --
 -- private.account_plan() puts every account on the 'free' plan for now, so the stories set
 -- the free plan's limits inside this transaction (rolled back). Policies are changed the

@@ -1,4 +1,4 @@
--- RLS matrix and write protection for the credit tables (SPEC §3, §4.3, §7):
+-- RLS matrix and write protection for the credit tables (docs/security.md, docs/credits.md, docs/tables.md#who-reads-what):
 -- credit_balances, credit_grants, credit_ledger, usage_events, credit_holds
 --   × anon, stranger, viewer, member, admin, owner, staff admin, service_role
 --   × select, insert, update, delete.

@@ -1,4 +1,4 @@
--- Credit attacks (SPEC §4.3, §4.4, §6): minting signup bonuses and referral rewards with
+-- Credit attacks (docs/credits.md#signup-bonus, docs/credits.md#referrals, docs/errors.md): minting signup bonuses and referral rewards with
 -- addresses nobody confirmed, and probing hold ids.
 --
 -- Personas: Rita refers; Zed, Yan and Xia sign up with Rita's code and never confirm (or

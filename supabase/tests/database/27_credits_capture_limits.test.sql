@@ -1,4 +1,4 @@
--- Capturing a hold never charges or counts more than was reserved (SPEC §4.3, §4.9, §6).
+-- Capturing a hold never charges or counts more than was reserved (docs/credits.md#holds, docs/rpc.md#capture_credits, docs/errors.md).
 --
 -- A hold is a promise about a quantity: capture_credits(hold_id, quantity) may charge the
 -- reserved quantity or less, and a quantity above the reserved one is invalid_input (22023)

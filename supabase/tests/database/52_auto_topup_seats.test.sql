@@ -1,4 +1,4 @@
--- Auto top-up and seats, the SQL rules (SPEC §4.14, §4.15). The Stripe side (charges,
+-- Auto top-up and seats, the SQL rules (docs/billing.md#auto-top-up, docs/billing.md#seats). The Stripe side (charges,
 -- webhooks, quantity updates) is proved by the Deno stories auto_topup_test.ts and
 -- seats_test.ts; here: who may read and change the settings, one pending charge per account,
 -- failures that count and turn it off, the shape of plans.seat_pricing, and the prepaid-seat

@@ -1,4 +1,4 @@
--- Rollover (SPEC §4.14): Rita's team is on "Pro Rollover" (1000 credits a month; up to 600
+-- Rollover (docs/credits.md#rollover): Rita's team is on "Pro Rollover" (1000 credits a month; up to 600
 -- unused credits carry into the next month and live one more month). Three months with the
 -- clock frozen: what rolls, the cap, rolled credits expiring, a refund of an old invoice, and
 -- a cancelled subscription that carries nothing. Kai's team ("Keep": rolled credits live two

@@ -1,4 +1,4 @@
--- Overage, the SQL rules (SPEC §4.14). The Stripe side (meter events, retries, replays) is
+-- Overage, the SQL rules (docs/credits.md#overage). The Stripe side (meter events, retries, replays) is
 -- proved by the Deno story overage_test.ts; here: which actions may run past the wallet, that
 -- a covered consumption records nothing, the cap per billing period and its reset, the same
 -- results on the explanation path, the plan's settings shape, and who reads the records.

@@ -1,5 +1,5 @@
--- Auto top-up fires at the account's own threshold (SPEC §4.14: "when available credits
--- fall below the threshold"), not only where the operator's global low_balance_threshold
+-- Auto top-up fires at the account's own threshold (docs/billing.md#auto-top-up: when available credits
+-- fall below the threshold), not only where the operator's global low_balance_threshold
 -- (20) happens to be. Two owners, one story each:
 --   Hana tops up below 100: a consumption from 150 to 90 queues the charge at once.
 --   Ivo tops up below 5: a consumption from 30 to 15 queues nothing, one from 15 to 3 does.

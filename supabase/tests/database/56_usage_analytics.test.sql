@@ -1,4 +1,4 @@
--- Usage analytics (SPEC §4.12): usage_summary per persona, its precise errors, and the
+-- Usage analytics (docs/analytics.md#usage_summary): usage_summary per persona, its precise errors, and the
 -- staff-only revenue_summary.
 --
 -- World: team "t52" (owner, member, viewer) with usage across an hour, a day and a month
@@ -6,7 +6,7 @@
 -- their own account, a staff admin. A test file is one transaction, so nothing here is
 -- folded (the folder never folds its own transaction's events): every figure below comes
 -- from the raw tail, which proves the summary is exact before any fold. Folding itself is
--- proved by supabase/functions/tests/usage_analytics_test.ts.
+-- proved by supabase/tests/engine/usage_analytics_test.ts.
 begin;
 select plan(30);
 

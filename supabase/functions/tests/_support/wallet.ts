@@ -2,7 +2,7 @@
  * Test support for the credit engine: direct database clients, fresh users
  * (the signup trigger creates profile, personal account, wallet and the
  * 50-credit signup bonus), test-only billable actions, SQL error capture and
- * the wallet invariants of SPEC §4.3 read back from the database.
+ * the wallet invariants (docs/credits.md#invariants) read back from the database.
  *
  * Everything here talks to Postgres as `postgres` (the trusted server path of
  * the credit functions); `asUserTx` switches a transaction to a signed-in user
@@ -219,7 +219,7 @@ export async function snapshots(sql: Sql, accountIds: string[], at: string | nul
 }
 
 /**
- * The invariants of SPEC §4.3 for one wallet: balance = sum of ledger deltas =
+ * The invariants of docs/credits.md#invariants for one wallet: balance = sum of ledger deltas =
  * sum of unexpired remaining; held = open holds, 0 <= held <= max(balance, 0);
  * available = balance - held, >= 0 unless in debt; the ledger is a gap-free
  * chain of balance_after values; no spend left available negative.

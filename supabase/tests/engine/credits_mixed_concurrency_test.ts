@@ -2,14 +2,14 @@
  * Story: a busy product on a real clock. Servers consume, jobs reserve and then
  * capture or release, billing grants credits (some of which expire within the
  * second), and the expiry job runs, all at once on 32 connections — on one
- * wallet, and spread over many. SPEC §4.3: no overdraft under any concurrency;
+ * wallet, and spread over many. docs/credits.md#invariants: no overdraft under any concurrency;
  * balance = sum of ledger deltas = sum of unexpired remaining; held = open holds
  * <= balance; nobody spends an expired credit; a capture never exceeds its hold.
  *
  * Calls go through the trusted server path. The outcomes are random (which call
  * wins a race); the tests check only what must hold whatever the interleaving.
  */
-import { assert, assertEquals } from "./_support/assert.ts";
+import { assert, assertEquals } from "../../functions/tests/_support/assert.ts";
 import {
   attempt,
   checkInvariants,
@@ -24,7 +24,7 @@ import {
   type Sql,
   snapshots,
   testSeed,
-} from "./_support/wallet.ts";
+} from "../../functions/tests/_support/wallet.ts";
 
 const CONNECTIONS = 32;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

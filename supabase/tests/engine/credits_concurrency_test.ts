@@ -1,6 +1,6 @@
 /**
  * Story: many servers and browsers spend the same credits at the same time.
- * SPEC §4.3: "no overdraft under any concurrency"; balance = sum of ledger
+ * docs/credits.md#invariants: no overdraft under any concurrency; balance = sum of ledger
  * deltas = sum of unexpired remaining; idempotent retries charge once; holds
  * never reserve more than the balance; private.expire_credit_grants() is
  * idempotent and safe to run concurrently; nobody spends an expired credit.
@@ -12,7 +12,7 @@
  * runs them as the signed-in user (role authenticated + JWT claims in the
  * transaction, so the permission check runs).
  */
-import { assert, assertEquals } from "./_support/assert.ts";
+import { assert, assertEquals } from "../../functions/tests/_support/assert.ts";
 import {
   asUserTx,
   attempt,
@@ -34,7 +34,7 @@ import {
   type SqlOutcome,
   testSeed,
   type Tx,
-} from "./_support/wallet.ts";
+} from "../../functions/tests/_support/wallet.ts";
 
 const CONNECTIONS = 32;
 
