@@ -104,7 +104,7 @@ select is(
   'capturing twice replays the first capture');
 select is(tests.wallet(tests.account_id('t22-team')), '80/0/80', 'the second capture charged nothing');
 
--- Capturing more than reserved is refused (27_credits_capture_limits tells the quota story).
+-- Capturing more than reserved is refused (29_credits_capture_limits tells the quota story).
 select lives_ok($$ select public.reserve_credits(tests.account_id('t22-team'), 'text_to_thumbnail', 2, 'h2') $$,
   'the member reserves 2 thumbnails (20)');
 select throws_ok($$ select public.capture_credits(hold_id => tests.hold('h2'), quantity => 5) $$,

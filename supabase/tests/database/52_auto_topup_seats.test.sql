@@ -6,70 +6,65 @@
 begin;
 select plan(19);
 
-select tests.create_supabase_user('owner', 'owner@topup.test', '52000000-0000-4000-8000-000000000001');
-select tests.create_supabase_user('viewer', 'viewer@topup.test', '52000000-0000-4000-8000-000000000002');
-select tests.create_supabase_user('stranger', 'stranger@topup.test', '52000000-0000-4000-8000-000000000003');
-insert into public.accounts (id, kind, name, slug, primary_owner, created_by)
-values ('52000000-0000-4000-8000-0000000000aa', 'team', 'Topup team', 'topup-team',
-        '52000000-0000-4000-8000-000000000001', '52000000-0000-4000-8000-000000000001');
-insert into public.account_members (account_id, user_id, role) values
-  ('52000000-0000-4000-8000-0000000000aa', '52000000-0000-4000-8000-000000000001', 'owner'),
-  ('52000000-0000-4000-8000-0000000000aa', '52000000-0000-4000-8000-000000000002', 'viewer');
+select tests.create_users('owner', 'viewer', 'stranger');
+select tests.team('topup-team', owner => 'owner', viewers => '{viewer}', name => 'Topup team');
+-- 100 credits on the wallet, above the threshold: turning auto top-up on charges nothing yet.
+select tests.fund_wallet(tests.account_id('topup-team'), 100);
 insert into public.credit_packs (key, name, credits, price_cents) values ('topup_pack', '100 credits', 100, 500);
 
 -- ---------------------------------------------------------------------------
 -- Settings: billing.manage writes, billing.read reads
 -- ---------------------------------------------------------------------------
 select tests.authenticate_as('owner');
-select is((public.set_auto_topup('52000000-0000-4000-8000-0000000000aa', true, 50, 'topup_pack')).monthly_limit, 4,
+select is((public.set_auto_topup(tests.account_id('topup-team'), true, 50, 'topup_pack')).monthly_limit, 4,
   'the owner turns auto top-up on; monthly_limit defaults to 4');
 select tests.clear_authentication();
 
-select is(tests.rls_probe('viewer', $$ select count(*) from public.auto_topup_settings where account_id = '52000000-0000-4000-8000-0000000000aa' $$),
+select is(tests.rls_probe('viewer', $$ select count(*) from public.auto_topup_settings where account_id = tests.account_id('topup-team') $$),
   'allow', 'a viewer (billing.read) reads the settings');
-select is(tests.rls_probe('stranger', $$ select count(*) from public.auto_topup_settings where account_id = '52000000-0000-4000-8000-0000000000aa' $$),
+select is(tests.rls_probe('stranger', $$ select count(*) from public.auto_topup_settings where account_id = tests.account_id('topup-team') $$),
   'deny', 'a stranger reads nothing');
 select is(tests.rls_probe('owner', $$ update public.auto_topup_settings set threshold = 1 $$),
   'deny', 'nobody writes the settings directly, not even the owner');
 select is(tests.rls_probe('anon', $$ select count(*) from public.auto_topup_attempts $$), 'deny', 'anon reads no attempts');
 select tests.authenticate_as('viewer');
-select is(tests.caught($$ select public.set_auto_topup('52000000-0000-4000-8000-0000000000aa', false, 50, 'topup_pack') $$) ->> 'code',
+select is(tests.caught($$ select public.set_auto_topup(tests.account_id('topup-team'), false, 50, 'topup_pack') $$) ->> 'code',
   '42501', 'billing.read alone cannot change them');
 select tests.authenticate_as('owner');
-select is(tests.caught($$ select public.set_auto_topup('52000000-0000-4000-8000-0000000000aa', true, 50, 'topup_pack', 0) $$) ->> 'message',
+select is(tests.caught($$ select public.set_auto_topup(tests.account_id('topup-team'), true, 50, 'topup_pack', 0) $$) ->> 'message',
   'invalid_input', 'a monthly limit of 0 is refused');
-select is(tests.caught($$ select public.set_auto_topup('52000000-0000-4000-8000-0000000000aa', true, 50, 'no_such_pack') $$) ->> 'message',
+select is(tests.caught($$ select public.set_auto_topup(tests.account_id('topup-team'), true, 50, 'no_such_pack') $$) ->> 'message',
   'invalid_input', 'an unknown pack is refused');
 select tests.clear_authentication();
 
 -- ---------------------------------------------------------------------------
 -- One pending charge; failures count and three turn it off
 -- ---------------------------------------------------------------------------
-select isnt(private.start_auto_topup('52000000-0000-4000-8000-0000000000aa', 10), null, 'below the threshold: a charge is queued');
-select is(private.start_auto_topup('52000000-0000-4000-8000-0000000000aa', 10), null, 'a second crossing while it is pending queues nothing');
-select is(private.start_auto_topup('52000000-0000-4000-8000-0000000000aa', 60), null, 'above the threshold: nothing');
+select isnt(private.start_auto_topup(tests.account_id('topup-team'), 10), null, 'below the threshold: a charge is queued');
+select is(private.start_auto_topup(tests.account_id('topup-team'), 10), null, 'a second crossing while it is pending queues nothing');
+select is(private.start_auto_topup(tests.account_id('topup-team'), 60), null, 'above the threshold: nothing');
 select is((select count(*)::int from private.jobs where kind = 'credits.auto_topup'
-           and payload ->> 'attempt_id' in (select id::text from public.auto_topup_attempts where account_id = '52000000-0000-4000-8000-0000000000aa')),
+           and payload ->> 'attempt_id' in (select id::text from public.auto_topup_attempts where account_id = tests.account_id('topup-team'))),
   1, 'one job for the one attempt');
 
-select private.auto_topup_failed((select id from public.auto_topup_attempts where account_id = '52000000-0000-4000-8000-0000000000aa' and status = 'pending'),
+select private.auto_topup_failed((select id from public.auto_topup_attempts where account_id = tests.account_id('topup-team') and status = 'pending'),
   'card_declined', 'Your card was declined.');
-select private.auto_topup_failed((select id from public.auto_topup_attempts where account_id = '52000000-0000-4000-8000-0000000000aa' and status = 'failed' limit 1),
+select private.auto_topup_failed((select id from public.auto_topup_attempts where account_id = tests.account_id('topup-team') and status = 'failed' limit 1),
   'card_declined', 'a repeated report');
-select is((select consecutive_failures from public.auto_topup_settings where account_id = '52000000-0000-4000-8000-0000000000aa'), 1,
+select is((select consecutive_failures from public.auto_topup_settings where account_id = tests.account_id('topup-team')), 1,
   'a failure counts once, however often it is reported');
-select private.start_auto_topup('52000000-0000-4000-8000-0000000000aa', 10);
-select private.auto_topup_failed((select id from public.auto_topup_attempts where account_id = '52000000-0000-4000-8000-0000000000aa' and status = 'pending'),
+select private.start_auto_topup(tests.account_id('topup-team'), 10);
+select private.auto_topup_failed((select id from public.auto_topup_attempts where account_id = tests.account_id('topup-team') and status = 'pending'),
   'insufficient_funds', 'Your card has insufficient funds.');
-select private.start_auto_topup('52000000-0000-4000-8000-0000000000aa', 10);
-select private.auto_topup_failed((select id from public.auto_topup_attempts where account_id = '52000000-0000-4000-8000-0000000000aa' and status = 'pending'),
+select private.start_auto_topup(tests.account_id('topup-team'), 10);
+select private.auto_topup_failed((select id from public.auto_topup_attempts where account_id = tests.account_id('topup-team') and status = 'pending'),
   'requires_action', 'The payment needs the customer.');
 select is((select (enabled, consecutive_failures, disabled_reason like 'turned off after 3 failed charges in a row%')::text
-           from public.auto_topup_settings where account_id = '52000000-0000-4000-8000-0000000000aa'),
+           from public.auto_topup_settings where account_id = tests.account_id('topup-team')),
   '(f,3,t)', 'three failures in a row turn auto top-up off with the reason');
-select is((select count(*)::int from public.notifications where user_id = '52000000-0000-4000-8000-000000000001'
+select is((select count(*)::int from public.notifications where user_id = tests.user_id('owner')
            and data ->> 'kind' = 'auto_topup_failed'), 3, 'the owner (billing.manage) was told each time');
-select is((select count(*)::int from public.notifications where user_id = '52000000-0000-4000-8000-000000000002'
+select is((select count(*)::int from public.notifications where user_id = tests.user_id('viewer')
            and data ->> 'kind' = 'auto_topup_failed'), 0, 'the viewer was not');
 
 -- ---------------------------------------------------------------------------
@@ -85,10 +80,10 @@ insert into public.plans (key, name, tier, price_cents, stripe_price_id, seat_pr
 values ('seats_prepaid', 'Prepaid seats', 3, 900, 'price_52prepaid', '{"per_seat": true, "prepaid": true}');
 insert into public.subscriptions (account_id, stripe_subscription_id, plan_key, stripe_price_id, quantity, status,
                                   current_period_start, current_period_end, last_event_id, last_event_type, last_event_created)
-values ('52000000-0000-4000-8000-0000000000aa', 'sub_52prepaid', 'seats_prepaid', 'price_52prepaid', 2, 'active',
+values (tests.account_id('topup-team'), 'sub_52prepaid', 'seats_prepaid', 'price_52prepaid', 2, 'active',
         now() - interval '1 day', now() + interval '29 days', 'evt_52', 'customer.subscription.created', now());
 select tests.authenticate_as('owner');
-select is(tests.caught($$ select public.invite_member('52000000-0000-4000-8000-0000000000aa', 'third@topup.test', 'member') $$)
+select is(tests.caught($$ select public.invite_member(tests.account_id('topup-team'), 'third@topup.test', 'member') $$)
           - 'detail',
   '{"code": "PT409", "message": "member_limit_reached", "hint": "add seats: raise the subscription''s quantity in the billing portal (POST /functions/v1/billing-portal), or remove a member or a pending invitation"}'::jsonb,
   'prepaid seats all taken: refused, with how to add seats');
