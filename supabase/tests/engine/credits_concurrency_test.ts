@@ -22,10 +22,8 @@ import {
   connect,
   createUser,
   createUsers,
-  ensureAction,
   grant,
   openClients,
-  raiseRateLimits,
   rng,
   runOnClients,
   shuffle,
@@ -34,6 +32,7 @@ import {
   type SqlOutcome,
   testSeed,
   type Tx,
+  withEngineSetup,
 } from "../../functions/tests/_support/wallet.ts";
 
 const CONNECTIONS = 32;
@@ -62,22 +61,9 @@ async function consume(
   return row.r;
 }
 
-/** Shared setup: an admin client, raised rate limits, the test actions; everything undone at the end. */
-async function withSetup(fn: (admin: Sql) => Promise<void>): Promise<void> {
-  const admin = connect(2);
-  try {
-    const restore = await raiseRateLimits(admin);
-    try {
-      await ensureAction(admin, "test_cost7", 7);
-      await ensureAction(admin, "test_cost3", 3);
-      await ensureAction(admin, "test_unit5", 5);
-      await fn(admin);
-    } finally {
-      await restore();
-    }
-  } finally {
-    await admin.end({ timeout: 5 });
-  }
+/** Shared setup (withEngineSetup) with this file's test actions. */
+function withSetup(fn: (admin: Sql) => Promise<void>): Promise<void> {
+  return withEngineSetup({ test_cost7: 7, test_cost3: 3, test_unit5: 5 }, fn);
 }
 
 function isInsufficient(outcome: SqlOutcome<unknown>, cost: number): boolean {

@@ -133,6 +133,15 @@ function entry(m: Model, reason: string, delta: number): void {
   m.entries.push({ reason, delta, balance_after: m.balance, available_after: available(m) });
 }
 
+/** A wallet as the database reports it (a row or a call's result) equals the model's. */
+function assertWalletResult(got: { balance: number; held: number; available: number }, m: Readonly<Model>, label: string): void {
+  assertEquals(
+    { balance: got.balance, held: got.held, available: got.available },
+    { balance: m.balance, held: held(m), available: available(m) },
+    label,
+  );
+}
+
 /** Open holds shrink newest-first until held <= max(balance, 0). */
 function shrinkHolds(m: Model): void {
   let excess = held(m) - Math.max(m.balance, 0);
@@ -343,11 +352,7 @@ async function compare(m: Model, r: Real, describe: string, swept = false): Prom
   if (s.balance >= 0) assert(s.available >= 0, `${at}: available ${s.available} >= 0 outside debt`);
   if (swept) assertEquals(s.expired_remaining, 0, `${at}: after the expiry job no expired lot holds credits`);
   // The database equals the model.
-  assertEquals(
-    { balance: s.balance, held: s.held, available: s.available },
-    { balance: m.balance, held: held(m), available: available(m) },
-    `${at}: wallet`,
-  );
+  assertWalletResult(s, m, `${at}: wallet`);
   const dbLots = Object.fromEntries(s.lots.filter((l) => l.source !== "clawback").map((l) => [l.id, l.remaining]));
   const modelLots = Object.fromEntries(m.lots.map((l) => [l.id, l.remaining]));
   assertEquals(dbLots, modelLots, `${at}: lots`);
@@ -678,11 +683,7 @@ class Clawback implements Cmd {
     }, this.toString());
     if (done) {
       if (key !== null) m.clawbackKeys.push([key, this.a.amount]);
-      assertEquals(
-        { ...done.value },
-        { balance: m.balance, held: held(m), available: available(m) },
-        `${this}: result`,
-      );
+      assertWalletResult(done.value, m, `${this}: result`);
     }
     await finish(m, r, this.toString());
   }
@@ -703,11 +704,7 @@ class ReplayClawback implements Cmd {
         from private.clawback_credits(${r.account}::uuid, ${amount}::bigint, 'clawback', ${key})`)[0]);
     const done = settle(m, outcome, (n) => materialize(n), this.toString());
     if (done) {
-      assertEquals(
-        { ...done.value },
-        { balance: m.balance, held: held(m), available: available(m) },
-        `${this}: result`,
-      );
+      assertWalletResult(done.value, m, `${this}: result`);
     }
     await finish(m, r, this.toString());
   }

@@ -114,6 +114,26 @@ export async function raiseRateLimits(sql: Sql): Promise<() => Promise<void>> {
   };
 }
 
+/**
+ * The setup of an engine race: an admin client, rate limits raised out of the way and the
+ * test actions (key: credits per unit); the limits are restored and the client closed at
+ * the end, whatever happens.
+ */
+export async function withEngineSetup(actions: Record<string, number>, fn: (admin: Sql) => Promise<void>): Promise<void> {
+  const admin = connect(2);
+  try {
+    const restore = await raiseRateLimits(admin);
+    try {
+      for (const [key, credits] of Object.entries(actions)) await ensureAction(admin, key, credits);
+      await fn(admin);
+    } finally {
+      await restore();
+    }
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+}
+
 /** Grants credits through the credit engine (as billing, referrals or staff would). */
 export async function grant(
   sql: Sql | Tx,
