@@ -34,7 +34,7 @@ select public.consume_credits(tests.user_id('t24_stranger'), 'api_call', 1);
 select tests.clear_authentication();
 
 -- ---------------------------------------------------------------------------
--- The probe (as in 11_identity_rls_matrix)
+-- Counting rows behind RLS
 -- ---------------------------------------------------------------------------
 -- Rows in a table regardless of RLS, for comparing with what a persona sees.
 create function tests.total_rows(tbl regclass) returns bigint
@@ -47,15 +47,12 @@ end
 $$;
 grant execute on function tests.total_rows(regclass) to authenticated, service_role;
 
-create temp table personas (ord int, persona text) on commit drop;
-insert into personas values
-  (1, 'anon'), (2, 't24_stranger'), (3, 't24_viewer'), (4, 't24_member'), (5, 't24_admin'), (6, 't24_owner'),
-  (7, 't24_staff'), (8, 'service_role');
-
 -- Reads need credits.read in the account (viewer and up), staff admin, or service_role.
 -- Writes go through the credit functions only: no client role may insert, update or delete.
-create temp table matrix (ord serial, tbl text, op text, statement text, allowed text[]) on commit drop;
-insert into matrix (tbl, op, statement, allowed) values
+-- 5 tables × 4 operations × 8 personas = 160 assertions (tests.rls_matrix: every statement as
+-- every persona, undone; allow for the personas listed, deny for the others).
+select * from tests.rls_matrix(
+  '{anon,t24_stranger,t24_viewer,t24_member,t24_admin,t24_owner,t24_staff,service_role}', $cases$ values
   ('credit_balances', 'select', $$ select count(*) from public.credit_balances where account_id = tests.account_id('t24-team') $$,
      '{t24_viewer,t24_member,t24_admin,t24_owner,t24_staff,service_role}'),
   ('credit_balances', 'insert', $$ insert into public.credit_balances (account_id, balance) values (tests.account_id('t24-bare'), 1000000) $$, '{}'),
@@ -84,15 +81,7 @@ insert into matrix (tbl, op, statement, allowed) values
      '{t24_viewer,t24_member,t24_admin,t24_owner,t24_staff,service_role}'),
   ('credit_holds', 'insert', $$ insert into public.credit_holds (account_id, action, quantity, credits_per_unit, unit_size, amount, expires_at) values (tests.account_id('t24-team'), 'api_call', 1, 1, 1, 0, now() + interval '1 hour') $$, '{}'),
   ('credit_holds', 'update', $$ update public.credit_holds set amount = 0 where account_id = tests.account_id('t24-team') $$, '{}'),
-  ('credit_holds', 'delete', $$ delete from public.credit_holds where account_id = tests.account_id('t24-team') $$, '{}');
-
--- 5 tables × 4 operations × 8 personas = 160 assertions.
-select is(
-  tests.rls_probe(p.persona, m.statement),
-  case when p.persona = any (m.allowed) then 'allow' else 'deny' end,
-  format('%s × %s × %s: %s', m.tbl, p.persona, m.op, case when p.persona = any (m.allowed) then 'allow' else 'deny' end))
-from matrix m cross join personas p
-order by m.ord, p.ord;
+  ('credit_holds', 'delete', $$ delete from public.credit_holds where account_id = tests.account_id('t24-team') $$, '{}') $cases$);
 
 -- ---------------------------------------------------------------------------
 -- What each persona sees in total
