@@ -15,11 +15,11 @@ select tests.team('t26-team', owner => 't26_hana', viewers => '{t26_vik}', name 
 select private.grant_credits(tests.account_id('t26-team'), 5, 'promo', '2032-03-02 00:00:00+00', 't26-promo');
 select private.grant_credits(tests.account_id('t26-team'), 100, 'purchase', null, 't26-paid');
 
--- The wallet, its ledger and its lots agree (balance = sum of deltas = sum of remaining).
+-- The team's wallet: the kit's invariant (balance = sum of deltas = sum of remaining, 'ok'),
+-- the balance, and its lots in order.
 create function tests.t26_wallet() returns text
 language sql stable security definer set search_path = '' as $$
-  select w.balance || '/' || (select sum(l.delta) from public.credit_ledger l where l.account_id = w.account_id)
-         || '/' || (select sum(g.remaining) from public.credit_grants g where g.account_id = w.account_id)
+  select tests.wallet_invariant(w.account_id) || ' ' || w.balance
          || ' lots ' || (select string_agg(g.source || ':' || g.remaining, ',' order by g.seq)
                          from public.credit_grants g where g.account_id = w.account_id)
   from public.credit_balances w where w.account_id = tests.account_id('t26-team')
@@ -72,7 +72,7 @@ select is(
    from t26_writes),
   'lots 0, entries 1, wallets 1 (HOT 1)',
   'two row writes: the wallet row in place (it carries the lot being drawn) and one entry that is ledger entry and usage event');
-select is(tests.t26_wallet(), '102/102/102 lots promo:2,purchase:100', 'the soonest-expiring lot paid');
+select is(tests.t26_wallet(), 'ok 102 lots promo:2,purchase:100', 'the soonest-expiring lot paid');
 
 -- ---------------------------------------------------------------------------
 -- Falling back to the general path gives the same answers
@@ -82,7 +82,7 @@ select tests.authenticate_as('t26_hana');
 select is(public.consume_credits(tests.account_id('t26-team'), 'api_call', 4) ->> 'balance', '98',
   'a charge larger than the first lot is accepted');
 select tests.clear_authentication();
-select is(tests.t26_wallet(), '98/98/98 lots promo:0,purchase:98', 'the promo lot emptied first, the paid lot paid the rest');
+select is(tests.t26_wallet(), 'ok 98 lots promo:0,purchase:98', 'the promo lot emptied first, the paid lot paid the rest');
 
 -- A charge of more than is available is PT402 with what was required and what is available.
 select tests.authenticate_as('t26_hana');
@@ -91,7 +91,7 @@ select is(
   '{"code": "PT402", "message": "insufficient_credits", "detail": "{\"required\": 99, \"available\": 98}"}'::jsonb,
   'one credit too many: insufficient_credits, required 99, available 98');
 select tests.clear_authentication();
-select is(tests.t26_wallet(), '98/98/98 lots promo:0,purchase:98', 'and nothing changed');
+select is(tests.t26_wallet(), 'ok 98 lots promo:0,purchase:98', 'and nothing changed');
 
 -- A lot due to expire sends the call through the general path, which expires it first.
 select private.grant_credits(tests.account_id('t26-team'), 10, 'promo', '2032-03-01 10:30:00+00', 't26-short');
@@ -100,7 +100,7 @@ select tests.authenticate_as('t26_hana');
 select is(public.consume_credits(tests.account_id('t26-team'), 'api_call', 1) ->> 'balance', '97',
   'after the short lot expired, a charge of 1 leaves 108 - 10 expired - 1 = 97');
 select tests.clear_authentication();
-select is(tests.t26_wallet(), '97/97/97 lots promo:0,purchase:97,promo:0', 'the expired lot paid nothing: it was expired, then the paid lot paid');
+select is(tests.t26_wallet(), 'ok 97 lots promo:0,purchase:97,promo:0', 'the expired lot paid nothing: it was expired, then the paid lot paid');
 select is(
   (select string_agg(reason || ' ' || delta, ', ' order by id) from public.credit_ledger
    where account_id = tests.account_id('t26-team')),
@@ -127,7 +127,7 @@ select is(
   tests.caught($$ select public.consume_credits(tests.account_id('t26-team'), 'api_call') $$) ->> 'hint',
   'retry after 1 second', 'the third within the same second waits one second');
 select tests.clear_authentication();
-select is(tests.t26_wallet(), '95/95/95 lots promo:0,purchase:95,promo:0', 'the refused call charged nothing');
+select is(tests.t26_wallet(), 'ok 95 lots promo:0,purchase:95,promo:0', 'the refused call charged nothing');
 
 -- An operator counts consume_credits per user instead: the bucket table takes over.
 update private.rate_limit_policies set scope = 'user' where name = 'consume_credits';

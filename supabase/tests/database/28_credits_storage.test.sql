@@ -18,8 +18,7 @@ select private.grant_credits(tests.account_id('t28-team'), 100, 'purchase', null
 -- Balance, lots as clients see them, and whether the wallet agrees with its ledger and lots.
 create function tests.t28_state() returns text
 language sql stable security definer set search_path = '' as $$
-  select w.balance || ' = ledger ' || (select sum(l.delta) from public.credit_ledger l where l.account_id = w.account_id)
-         || ' = lots ' || (select sum(g.remaining) from public.credit_grants g where g.account_id = w.account_id)
+  select tests.wallet_invariant(w.account_id) || ' ' || w.balance
          || ' [' || (select string_agg(g.source || ':' || g.remaining, ',' order by g.seq)
                      from public.credit_grants g where g.account_id = w.account_id) || ']'
   from public.credit_balances w where w.account_id = tests.account_id('t28-team')
@@ -37,7 +36,7 @@ select is(public.consume_credits(tests.account_id('t28-team'), 'api_call', 7, 'o
   'Ola spends 7');
 select tests.clear_authentication();
 
-select is(tests.t28_state(), '93 = ledger 93 = lots 93 [purchase:93]',
+select is(tests.t28_state(), 'ok 93 [purchase:93]',
   'credit_grants shows the lot''s exact remaining credits right after the commit');
 select is((select remaining from ledger.lots where account_id = tests.account_id('t28-team')), 100::bigint,
   'while the lot''s own row was not written: the wallet row holds its figure');
@@ -60,14 +59,14 @@ select private.grant_credits(tests.account_id('t28-team'), 5, 'promo', '2033-05-
 select tests.authenticate_as('t28_ola');
 select is(public.consume_credits(tests.account_id('t28-team'), 'api_call', 3) ->> 'balance', '95', 'Ola spends 3 of 98');
 select tests.clear_authentication();
-select is(tests.t28_state(), '95 = ledger 95 = lots 95 [purchase:93,promo:2]',
+select is(tests.t28_state(), 'ok 95 [purchase:93,promo:2]',
   'the promo lot granted after the paid one, expiring sooner, paid first');
 
 -- 4 more span both lots: the explanation path draws across them and loads the next lot.
 select tests.authenticate_as('t28_ola');
 select is(public.consume_credits(tests.account_id('t28-team'), 'api_call', 4) ->> 'balance', '91', 'Ola spends 4 across two lots');
 select tests.clear_authentication();
-select is(tests.t28_state(), '91 = ledger 91 = lots 91 [purchase:91,promo:0]',
+select is(tests.t28_state(), 'ok 91 [purchase:91,promo:0]',
   'the promo lot emptied, the paid lot paid the rest');
 select is((select lot_id = (select id from ledger.lots where idempotency_key = 't28-paid') from public.credit_balances
            where account_id = tests.account_id('t28-team')), true,

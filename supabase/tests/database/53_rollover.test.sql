@@ -35,16 +35,9 @@ create function pg_temp.invoice(n int, reason text) returns jsonb language sql a
       'period', jsonb_build_object('start', extract(epoch from timestamptz '2027-01-01 00:00Z' + (n - 1) * interval '30 days')::bigint,
                                    'end', extract(epoch from timestamptz '2027-01-01 00:00Z' + n * interval '30 days')::bigint)))))
 $$;
--- The wallet, and the invariant the credit engine keeps: balance = sum of the ledger = the
--- remaining credits of unexpired lots.
+-- The wallet (its invariant is the kit's: tests.wallet_invariant).
 create function pg_temp.balance() returns bigint language sql as $$
   select balance from public.credit_balances where account_id = tests.account_id('t53-rollover-team')
-$$;
-create function pg_temp.invariant() returns boolean language sql as $$
-  select pg_temp.balance() = (select sum(delta) from public.credit_ledger where account_id = tests.account_id('t53-rollover-team'))
-     and pg_temp.balance() = (select coalesce(sum(remaining), 0) from public.credit_grants
-                              where account_id = tests.account_id('t53-rollover-team')
-                                and (expires_at is null or expires_at > private.now()))
 $$;
 create function pg_temp.spend(n bigint) returns void language sql as $$
   select private.write_ledger(private.spend(tests.account_id('t53-rollover-team'), n), -n, 'consume')
@@ -83,7 +76,7 @@ select is(((pg_temp.rolled(1)).amount, (pg_temp.rolled(1)).expires_at), (600::bi
 select is((select l.payment_id from public.credit_ledger l where l.grant_id = (pg_temp.rolled(1)).id),
           (select id from public.payments where stripe_invoice_id = 'in_t53_1'),
   'the rolled lot is traceable to the invoice it derives from');
-select ok(pg_temp.invariant(), 'balance = sum of the ledger = unexpired remaining, after the roll');
+select is(tests.wallet_invariant(tests.account_id('t53-rollover-team')), 'ok', 'balance = sum of the ledger = unexpired remaining, after the roll');
 
 select private.handle_stripe_event(pg_temp.evt('evt_t53_in2', 'invoice.paid', pg_temp.invoice(2, 'subscription_cycle')));
 select is(pg_temp.balance(), 1600::bigint, 'month 2 renews: 1000 new plan credits next to the 600 carried');
@@ -104,7 +97,7 @@ select is((select sum(-delta)::bigint from public.credit_ledger l where l.reason
 select is((pg_temp.rolled(2)).remaining, 600::bigint, 'month 2''s rolled lot holds the capped 600');
 select private.handle_stripe_event(pg_temp.evt('evt_t53_in3', 'invoice.paid', pg_temp.invoice(3, 'subscription_cycle')));
 select is(pg_temp.balance(), 1600::bigint, 'month 3 renews');
-select ok(pg_temp.invariant(), 'the invariant holds over three periods');
+select is(tests.wallet_invariant(tests.account_id('t53-rollover-team')), 'ok', 'the invariant holds over three periods');
 
 -- ---------------------------------------------------------------------------
 -- Month 3: Stripe refunds month 2's invoice. What still derives from it is its rolled lot.
@@ -123,7 +116,7 @@ select is((select sum(remaining)::bigint from public.credit_grants g join public
   'month 3''s own credits are untouched');
 select is((select remaining from public.credit_grants where idempotency_key = 't53-promo'), 100::bigint,
   'and so is the promotion drawn first otherwise: the clawback follows the payment''s lots');
-select ok(pg_temp.invariant(), 'the invariant holds after the clawback');
+select is(tests.wallet_invariant(tests.account_id('t53-rollover-team')), 'ok', 'the invariant holds after the clawback');
 
 -- ---------------------------------------------------------------------------
 -- Rita cancels at the period end: month 3's unused credits have nowhere to go and expire.
