@@ -12,6 +12,7 @@
  * runs them as the signed-in user (role authenticated + JWT claims in the
  * transaction, so the permission check runs).
  */
+import type { CaptureCreditsResult, ReserveCreditsResult } from "../../../types/index.ts";
 import { assert, assertEquals } from "../../functions/tests/_support/assert.ts";
 import {
   asUserTx,
@@ -286,19 +287,8 @@ Deno.test("32 concurrent identical idempotent calls by the signed-in owner charg
   });
 });
 
-interface HoldResult {
-  hold_id: string;
-  amount: number;
-  available: number;
-}
-interface CaptureResult {
-  usage_event_id: string;
-  credits_charged: number;
-  released: number;
-  balance: number;
-  available: number;
-  replayed: boolean;
-}
+type HoldResult = Pick<ReserveCreditsResult, "hold_id" | "amount" | "available">;
+type CaptureResult = CaptureCreditsResult;
 
 Deno.test("concurrent holds on one wallet: 20 holds of 75 on 500 grant exactly 6; capture/release races keep held <= balance", async () => {
   await withSetup(async (admin) => {
