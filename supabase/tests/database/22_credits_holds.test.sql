@@ -1,12 +1,13 @@
 -- Holds for long jobs (docs/credits.md#holds, docs/rpc.md#reserve_credits, docs/errors.md): reserve_credits, capture_credits,
--- release_credits, expiry of holds, and expiry of the credits behind a hold.
+-- release_credits, expiry of holds, the expiry of the credits behind a hold, and capture
+-- limits: never more than reserved, and quotas count only what was captured.
 --
 -- World (time frozen at T0 = 2031-08-01 12:00 UTC): team "t22-team" (tests.team) with
 -- t22_owner, t22_member (who reserves and captures), t22_viewer (who may not spend), funded
 -- with 100 never-expiring purchased credits; t22_stranger, who must not touch its holds. The owner's personal
 -- wallet (50 signup credits + 40 expiring promo credits) backs two holds whose credits expire.
 begin;
-select plan(74);
+select plan(74 + 10);
 
 select tests.freeze_time('2031-08-01 12:00:00+00');
 update public.plans set limits = '{}' where key = 'free';
@@ -104,7 +105,7 @@ select is(
   'capturing twice replays the first capture');
 select is(tests.wallet(tests.account_id('t22-team')), '80/0/80', 'the second capture charged nothing');
 
--- Capturing more than reserved is refused (29_credits_capture_limits tells the quota story).
+-- Capturing more than reserved is refused (the capture limits at the end tell the quota story).
 select lives_ok($$ select public.reserve_credits(tests.account_id('t22-team'), 'text_to_thumbnail', 2, 'h2') $$,
   'the member reserves 2 thumbnails (20)');
 select throws_ok($$ select public.capture_credits(hold_id => tests.hold('h2'), quantity => 5) $$,
@@ -278,6 +279,69 @@ select results_eq(
   $$ select status, credits_charged, tests.wallet(tests.account_id('t22-team')) from public.credit_holds where id = tests.hold('cb') $$,
   $$ values ('captured', 0::bigint, '-20/0/-20') $$,
   'the hold is captured for 0 credits and the debt is unchanged');
+
+-- ===========================================================================
+-- Capture limits: a capture never charges or counts more than was reserved
+-- (docs/rpc.md#capture_credits)
+-- ===========================================================================
+-- A hold is a promise about a quantity: capture_credits(hold_id, quantity) may charge the
+-- reserved quantity or less, and a quantity above the reserved one is invalid_input (22023)
+-- that changes nothing. Plan quotas count only the captured units: what a hold reserved
+-- and did not use goes back to the quota when it is captured.
+--
+-- World (time frozen in March 2033, free plan capped at 3 api_calls a month): team
+-- "capture-team" with its owner capture_owner, funded with 100 purchased credits.
+select tests.freeze_time('2033-03-15 12:00:00+00');
+update public.plans set limits = '{"quotas": {"api_call": 3}}' where key = 'free';
+update private.rate_limit_policies set capacity = 1000, refill_per_second = 1000 where name in ('consume_credits', 'reserve_credits');
+
+select tests.team('capture-team', owner => 'capture_owner', name => 'Capture Co');
+select private.grant_credits(tests.account_id('capture-team'), 100, 'purchase', null, 'fund');
+
+-- What the wallet, the hold and the quota counter look like (bypasses RLS).
+create function tests.capture_state(key text) returns text
+language sql stable security definer set search_path = '' as $$
+  select w.balance || '/' || w.held || ' hold ' || h.status || ' used ' || coalesce(w.quota_used ->> 'api_call', '0')
+         || ' events ' || (select count(*) from public.usage_events e where e.account_id = w.account_id)
+  from public.credit_balances w join public.credit_holds h on h.account_id = w.account_id and h.idempotency_key = key
+  where w.account_id = tests.account_id('capture-team')
+$$;
+grant execute on function tests.capture_state(text) to authenticated;
+
+-- ---------------------------------------------------------------------------
+-- A capture above the reserved quantity is refused and changes nothing
+-- ---------------------------------------------------------------------------
+select tests.authenticate_as('capture_owner');
+select lives_ok($$ select public.reserve_credits(tests.account_id('capture-team'), 'api_call', 1, 'one-unit') $$,
+  'the owner reserves 1 api_call (1 credit, 1 unit of the quota)');
+select is(tests.capture_state('one-unit'), '100/1 hold held used 1 events 0', 'the hold counts 1 unit against the quota');
+
+select throws_ok($$ select public.capture_credits(tests.hold('one-unit'), 2147483647) $$,
+  '22023', 'invalid_input', 'capturing 2,147,483,647 units of a 1-unit hold is invalid_input');
+select is(tests.caught($$ select public.capture_credits(tests.hold('one-unit'), 2) $$) ->> 'detail',
+  'quantity must not exceed the 1 unit reserved by the hold',
+  'the detail says what the hold allows');
+select is(tests.capture_state('one-unit'), '100/1 hold held used 1 events 0',
+  'the refused captures charged nothing, counted nothing against the quota and left the hold open');
+select lives_ok($$ select public.consume_credits(tests.account_id('capture-team'), 'api_call', 2) $$,
+  'the rest of the month''s quota (2 of 3) is still usable: nobody is locked out');
+
+-- ---------------------------------------------------------------------------
+-- Quotas count only what is captured
+-- ---------------------------------------------------------------------------
+select is((public.capture_credits(tests.hold('one-unit'), 1) ->> 'credits_charged')::int, 1,
+  'capturing the reserved unit charges it');
+select is(tests.capture_state('one-unit'), '97/0 hold captured used 3 events 2', 'the quota is used up by 3 real units');
+
+-- Next month: a new quota period.
+select tests.freeze_time('2033-04-02 12:00:00+00');
+select lives_ok($$ select public.reserve_credits(tests.account_id('capture-team'), 'api_call', 3, 'three-units') $$,
+  'in April a hold of 3 units takes the whole quota');
+select public.capture_credits(tests.hold('three-units'), 1);
+select is(tests.capture_state('three-units'), '96/0 hold captured used 1 events 3',
+  'capturing 1 of the 3 reserved units counts 1 against April''s quota');
+select tests.clear_authentication();
+
 
 select * from finish();
 rollback;
