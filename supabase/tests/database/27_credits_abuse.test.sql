@@ -15,7 +15,7 @@ select tests.create_users('t27_rita', 't27_hugo', 't27_eve');
 create function pg_temp.unconfirmed_signup(name text, email text, code text) returns void language sql as $$
   insert into auth.users (instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
                           raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous)
-  values ('00000000-0000-0000-0000-000000000000', gen_random_uuid(), 'authenticated', 'authenticated', email, '', null,
+  values (extensions.uuid_nil(), gen_random_uuid(), 'authenticated', 'authenticated', email, '', null,
           '{"provider": "email", "providers": ["email"]}',
           jsonb_build_object('referral_code', code, 'test_identifier', name), now(), now(), false)
 $$;
