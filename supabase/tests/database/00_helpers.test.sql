@@ -521,7 +521,7 @@ grant execute on all functions in schema tests to anon, authenticated, service_r
 
 -- The helpers themselves are tested: everything else stands on them.
 begin;
-select plan(18 + 22);
+select plan(18 + 23);
 
 select tests.create_supabase_user('helper_alice', 'alice@helpers.test', '00000000-0000-4000-8000-00000000a11c');
 create table tests.helper_probe (id int);
@@ -625,6 +625,11 @@ select private.settle_lot(tests.account_id('helper-acme'));
 update ledger.lots set remaining = remaining - 1 where account_id = tests.account_id('helper-acme');
 select isnt(tests.wallet_invariant(tests.account_id('helper-acme')), 'ok',
   'a lot that disagrees with the ledger breaks the invariant, and the check says so');
+-- (two entries that cancel out, the last with a wrong balance_after: sums agree, the chain does not)
+insert into ledger.entries (account_id, delta, balance_after, available_after, reason) values
+  (tests.account_id('helper_olivia'), 1, 51, 51, 'promo'), (tests.account_id('helper_olivia'), -1, 999, 999, 'promo');
+select matches(tests.wallet_invariant(tests.account_id('helper_olivia')), 'last balance_after 999$',
+  'a last ledger entry whose balance_after is not the balance breaks the invariant');
 
 -- The RLS runners.
 select is(tests.rows_affected($$ update tests.helper_probe set id = 2 $$), 1, 'tests.rows_affected counts the rows a write changed');
