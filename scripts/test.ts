@@ -8,7 +8,7 @@
 import { join, relative } from "node:path";
 import { bold, dim, formatMs, green, main, parseArgs, red, step, UserError } from "./lib/log.ts";
 import { Cluster, ensurePackages, freePort, portInUse } from "./lib/postgres.ts";
-import { bin, clusterHome, databaseTestsDir, functionsDir, local, platformDir, root, typesFile } from "./lib/paths.ts";
+import { bin, clusterHome, databaseTestsDir, engineTestsDir, functionsDir, local, platformDir, root, typesFile } from "./lib/paths.ts";
 import { run } from "./lib/proc.ts";
 import { generateTypes, pushMigrations, supabase } from "./lib/supabase.ts";
 import { parseDenoSummary, parseProveOutput } from "./lib/tap.ts";
@@ -178,7 +178,8 @@ async function denoTests(url: string, files: string[]): Promise<Outcome> {
       ALLOWED_ORIGINS: "http://localhost:3000",
       NO_COLOR: "1",
     };
-    const targets = files.length ? files : [relative(root, functionsDir)];
+    // One run over both folders, so its summary counts every Deno test.
+    const targets = files.length ? files : [relative(root, functionsDir), relative(root, engineTestsDir)];
     const result = await run(bin("deno"), ["test", "-A", "--permit-no-files", "--no-prompt", ...targets], { cwd: root, env });
     const output = result.stdout + "\n" + result.stderr;
     const summary = parseDenoSummary(output);

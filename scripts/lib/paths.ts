@@ -26,6 +26,8 @@ export const functionsDir = join(supabaseDir, "functions");
 export const functionsEnv = join(functionsDir, ".env");
 export const functionsEnvExample = join(functionsDir, ".env.example");
 export const databaseTestsDir = join(supabaseDir, "tests", "database");
+/** Deno tests of the SQL engine itself (concurrency, properties, PostgREST sessions): no edge function in them. */
+export const engineTestsDir = join(supabaseDir, "tests", "engine");
 export const platformDir = join(root, "scripts", "platform");
 export const typesFile = join(root, "types", "database.ts");
 export const bin = (name: string) => join(root, "node_modules", ".bin", name);

@@ -1,7 +1,7 @@
 /**
  * Story: what a browser or a customer's server sees when a function answers.
  * Errors keep one envelope with stable codes, CORS opens only to configured
- * origins, and Postgres errors become the HTTP statuses of SPEC §6 — using
+ * origins, and Postgres errors become the HTTP statuses of docs/errors.md#sqlstate-to-http — using
  * errors raised by the real database, not hand-made objects.
  */
 import postgres from "postgres";
@@ -159,7 +159,7 @@ function raise(sqlstate: string, message: string, extra = ""): string {
   return `do $$ begin raise exception using errcode = '${sqlstate}', message = '${message}'${extra}; end $$`;
 }
 
-Deno.test("fromPostgresError maps real database errors per SPEC §6", async (t) => {
+Deno.test("fromPostgresError maps real database errors per docs/errors.md#sqlstate-to-http", async (t) => {
   const sql = createDb(TEST_DB_URL, { max: 1 });
   try {
     await t.step("PT402 insufficient_credits → 402 with the detail", async () => {

@@ -1,6 +1,6 @@
 /**
  * Story: a customer pays with a Stripe coupon or promotion code. The operator created the
- * discount in Stripe, so it is not a mismatch (SPEC §4.8): the amount before discounts is what
+ * discount in Stripe, so it is not a mismatch (docs/billing.md#payments): the amount before discounts is what
  * must match the catalog price × quantity, and the customer gets the plan's included credits
  * or the pack's credits in full. A price that is not the catalog's stays flagged, discount or
  * not. The objects carry discounts the way Stripe reports them: an invoice's

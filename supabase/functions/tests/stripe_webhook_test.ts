@@ -172,7 +172,7 @@ Deno.test("a checkout is checked on its amount before discounts, net of tax: a c
     const base = { accountId: account, customer: cus, mode: "payment" as const, item: pack.key };
     const paymentOf = async (id: unknown) => (await paymentsOf(world.sql, account)).find((p) => p.stripe_checkout_session_id === id);
 
-    // A 100%-off coupon: the subtotal matches the price, nothing was paid (SPEC §4.8: discounts are not mismatches).
+    // A 100%-off coupon: the subtotal matches the price, nothing was paid (docs/billing.md#payments: discounts are not mismatches).
     const free = checkoutSession({ ...base, id: `cs_test_${uid()}`, paymentStatus: "no_payment_required", amountSubtotal: pack.price, amountTotal: 0, amountDiscount: pack.price });
     assertEquals((await world.deliver(stripeEvent("checkout.session.completed", free))).body.status, "processed");
     let payment = await paymentOf(free.id);

@@ -27,6 +27,7 @@
 --   tests.act_as(persona)                                         a user's name, 'anon' or 'service_role'
 --   tests.fund_wallet(account, credits, reason)                   credits granted by a staff adjustment
 --   tests.wallet_invariant(account)                               'ok' when wallet = sum of ledger = sum of lots' remaining
+--                                                                 = the last ledger entry's balance_after
 --   tests.rows_affected(statement)                                rows a write changed (RLS filters writes silently)
 --   tests.seen_as(persona, query)                                 a one-value query's answer as a persona, undone
 --   tests.rls_matrix(personas, cases)                             persona × table × operation: allow / deny, one test each
@@ -376,8 +377,9 @@ as $$
 $$;
 
 -- The wallet invariant, read through the public tables only: balance = sum of the ledger's
--- deltas = the remaining credits of the unexpired lots, and available = balance - held with
--- held >= 0. 'ok', or the numbers that disagree.
+-- deltas = the remaining credits of the unexpired lots = the last ledger entry's
+-- balance_after, and available = balance - held with held >= 0. 'ok', or the numbers that
+-- disagree.
 create or replace function tests.wallet_invariant(account uuid)
 returns text
 language sql
@@ -386,13 +388,17 @@ security definer
 set search_path = ''
 as $$
   select case when w.account_id is null then 'no wallet'
-              when w.balance = l.total and w.balance = g.total and w.available = w.balance - w.held and w.held >= 0
+              when w.balance = l.total and w.balance = g.total and w.balance = coalesce(l.last_after, 0)
+                   and w.available = w.balance - w.held and w.held >= 0
               then 'ok'
-              else format('balance %s held %s available %s ledger %s lots %s',
-                          w.balance, w.held, w.available, l.total, g.total) end
+              else format('balance %s held %s available %s ledger %s lots %s last balance_after %s',
+                          w.balance, w.held, w.available, l.total, g.total, l.last_after) end
   from (select account) a
   left join public.credit_balances w on w.account_id = a.account
-  cross join lateral (select coalesce(sum(x.delta), 0) as total from public.credit_ledger x where x.account_id = a.account) l
+  cross join lateral (select coalesce(sum(x.delta), 0) as total,
+                             (select y.balance_after from public.credit_ledger y where y.account_id = a.account
+                              order by y.id desc limit 1) as last_after
+                      from public.credit_ledger x where x.account_id = a.account) l
   cross join lateral (select coalesce(sum(x.remaining), 0) as total from public.credit_grants x
                       where x.account_id = a.account and (x.expires_at is null or x.expires_at > private.now())) g
 $$;
@@ -515,7 +521,7 @@ grant execute on all functions in schema tests to anon, authenticated, service_r
 
 -- The helpers themselves are tested: everything else stands on them.
 begin;
-select plan(18 + 22);
+select plan(18 + 23);
 
 select tests.create_supabase_user('helper_alice', 'alice@helpers.test', '00000000-0000-4000-8000-00000000a11c');
 create table tests.helper_probe (id int);
@@ -619,6 +625,11 @@ select private.settle_lot(tests.account_id('helper-acme'));
 update ledger.lots set remaining = remaining - 1 where account_id = tests.account_id('helper-acme');
 select isnt(tests.wallet_invariant(tests.account_id('helper-acme')), 'ok',
   'a lot that disagrees with the ledger breaks the invariant, and the check says so');
+-- (two entries that cancel out, the last with a wrong balance_after: sums agree, the chain does not)
+insert into ledger.entries (account_id, delta, balance_after, available_after, reason) values
+  (tests.account_id('helper_olivia'), 1, 51, 51, 'promo'), (tests.account_id('helper_olivia'), -1, 999, 999, 'promo');
+select matches(tests.wallet_invariant(tests.account_id('helper_olivia')), 'last balance_after 999$',
+  'a last ledger entry whose balance_after is not the balance breaks the invariant');
 
 -- The RLS runners.
 select is(tests.rows_affected($$ update tests.helper_probe set id = 2 $$), 1, 'tests.rows_affected counts the rows a write changed');

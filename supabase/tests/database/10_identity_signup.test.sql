@@ -1,4 +1,4 @@
--- Signup, email sync and deletion of auth users (SPEC §4.1).
+-- Signup, email sync and deletion of auth users (docs/accounts.md#signup).
 -- Stories: a new user gets every row exactly once; nothing in raw_user_meta_data can
 -- break a signup; emails follow auth.users; deleting a user removes their personal
 -- account and memberships unless they are the only owner of a team.

@@ -1,5 +1,5 @@
 -- Team accounts through the RPCs: creation, permissions by role, roles, ownership, updating,
--- removal, leaving and deletion (SPEC §4.1, §4.9, §6). Invitations have their own story
+-- removal, leaving and deletion (docs/accounts.md#accounts, docs/rpc.md#accounts-and-members, docs/errors.md). Invitations have their own story
 -- (17_identity_invitations). Personas: owner, admin, member, viewer (newbie a second viewer),
 -- stranger, late (never a member).
 begin;

@@ -1,5 +1,5 @@
 -- Storage: the avatars and uploads buckets and the policies on storage.objects
--- (SPEC §4.1). Size and MIME limits are enforced by the Storage API from the bucket row,
+-- (docs/accounts.md#storage). Size and MIME limits are enforced by the Storage API from the bucket row,
 -- so the bucket configuration is asserted; who may touch which path is enforced by
 -- Postgres, so those policies are exercised as each persona, the way the Storage API
 -- writes rows (bucket_id, name, owner_id = the user). The Storage API deletes the same

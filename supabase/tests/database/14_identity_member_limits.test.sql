@@ -1,4 +1,4 @@
--- The member limit of team accounts (SPEC §4.1, §4.2 max_members, §6): invite_member and
+-- The member limit of team accounts (docs/accounts.md#invitations, docs/catalog.md#plans for max_members, docs/errors.md): invite_member and
 -- accept_invitation refuse, under the account lock, what would exceed plans.max_members of
 -- the account's plan (private.account_plan; the owner counts; for invitations, so do the
 -- pending unexpired ones). Teams here are on the free plan (no subscription), whose

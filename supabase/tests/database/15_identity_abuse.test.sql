@@ -1,4 +1,4 @@
--- Identity attacks (SPEC §4.1, §4.5, §6): team floods, spoofing names, oversized
+-- Identity attacks (docs/accounts.md#accounts, docs/credits.md#rate-limits, docs/errors.md): team floods, spoofing names, oversized
 -- preferences, malformed invitation emails, and ids that tell strangers what exists.
 --
 -- Personas: Olga owns the team "Olga Co"; Felix floods; Eve is a stranger probing ids.

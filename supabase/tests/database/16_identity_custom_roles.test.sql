@@ -1,4 +1,4 @@
--- Custom roles per account (SPEC §4.1): create_role, update_role, delete_role; custom keys
+-- Custom roles per account (docs/accounts.md#roles-and-permissions): create_role, update_role, delete_role; custom keys
 -- in invite_member and set_member_role; the rules that keep account.delete and ownership
 -- with owners; who reads custom roles.
 --

@@ -1,4 +1,4 @@
--- Invitations to a team account (SPEC §4.1, §4.9, §6): who may invite with which role, the
+-- Invitations to a team account (docs/accounts.md#invitations, docs/rpc.md, docs/errors.md): who may invite with which role, the
 -- token (shown once, stored hashed), who may accept, single use, replacement, expiry and its
 -- setting, confirmation, revocation.
 -- Personas: the owner of team acme-hq; admin, member and viewer join through invitations;

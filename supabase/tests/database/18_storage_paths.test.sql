@@ -1,4 +1,4 @@
--- Object names and buckets (SPEC §4.1): an object is `<user id>/<file>` with a strict file-name
+-- Object names and buckets (docs/accounts.md#storage): an object is `<user id>/<file>` with a strict file-name
 -- character set, checked by one function, public.storage_object_owner(), for profiles.avatar_path
 -- and for every policy on storage.objects; an object never moves between buckets; no bucket
 -- accepts SVG. Personas: mallory tries to reach into vera's folder; vera is the victim.

@@ -1,4 +1,4 @@
--- Catalog (SPEC §4.2): plans, credit_packs and billable_actions are readable by anon and
+-- Catalog (docs/catalog.md): plans, credit_packs and billable_actions are readable by anon and
 -- authenticated users (active rows only), fully readable and writable by staff admins,
 -- and not writable by anyone else. Seed-independent: the stories run on rows made here
 -- (key prefix t20_); the demo catalog of the seed is asserted separately at the end.

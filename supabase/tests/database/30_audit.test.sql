@@ -1,4 +1,4 @@
--- The audit log (SPEC §4.6): every audited action writes exactly the expected entries, with
+-- The audit log (docs/audit.md): every audited action writes exactly the expected entries, with
 -- the actor, the request context and before/after; nobody can change the log; members with
 -- audit.read and staff admins read it; the hash chain exposes tampering.
 -- Personas: owner, admin, member, viewer, stranger, staff admin, service_role, anon.

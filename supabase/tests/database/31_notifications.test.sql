@@ -1,4 +1,4 @@
--- Notifications (SPEC §4.7): who gets told what — low balance, invitations, purchases,
+-- Notifications (docs/tables.md#notifications): who gets told what — low balance, invitations, purchases,
 -- billing's messages — and that each user reads and marks only their own.
 -- Personas: owner and admin (billing.manage), member, viewer, stranger, service_role, anon.
 begin;

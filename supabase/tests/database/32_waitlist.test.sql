@@ -1,4 +1,4 @@
--- The waitlist (SPEC §4.7, §4.5): a visitor (anon) joins with an e-mail; the answer never
+-- The waitlist (docs/rpc.md#join_waitlist, docs/credits.md#client-ip): a visitor (anon) joins with an e-mail; the answer never
 -- tells whether the address was already there; addresses are validated and normalized;
 -- one IP cannot flood it; no client reads it.
 -- Personas: anon, a signed-in user, service_role.

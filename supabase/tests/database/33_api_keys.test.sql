@@ -1,4 +1,4 @@
--- API keys (SPEC §4.7, §5): created with the plaintext shown once and only a hash kept;
+-- API keys (docs/rpc.md#api-keys, docs/functions.md#usage): created with the plaintext shown once and only a hash kept;
 -- managed by members with api_keys.manage; refused alike when unknown, malformed, revoked
 -- or expired; scoped; and how the usage function meters with one (private.*_with_api_key).
 -- Personas: owner, admin, member, viewer, stranger, staff admin, service_role, anon.

@@ -1,4 +1,4 @@
--- The audit chain (SPEC §4.6, amended): entries are written unsealed, a sealer links them,
+-- The audit chain (docs/audit.md#the-chain): entries are written unsealed, a sealer links them,
 -- and private.verify_audit_chain() names every kind of tampering with a sealed entry (edit,
 -- delete, insert, reorder, cut tail), all of them at once, never an unsealed entry. With a
 -- key, an owner without it cannot re-hash an edit into the chain.

@@ -1,4 +1,4 @@
--- Per-key rate limits (SPEC §4.5, §5): a key may carry its own bucket (capacity, refill per
+-- Per-key rate limits (docs/rpc.md#set_api_key_rate_limit, docs/functions.md#usage): a key may carry its own bucket (capacity, refill per
 -- second), set by create_api_key or set_api_key_rate_limit and shown in api_keys; the usage
 -- function takes a cell from the key's bucket (scope api_key) and then one from the
 -- account's; a key without a limit of its own gets the usage_api_key policy. Changes are

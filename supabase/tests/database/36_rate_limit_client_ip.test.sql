@@ -1,4 +1,4 @@
--- The client IP of the `ip` rate-limit scope (SPEC §4.5): it is the X-Forwarded-For hop the
+-- The client IP of the `ip` rate-limit scope (docs/credits.md#client-ip): it is the X-Forwarded-For hop the
 -- platform's gateway appended, counted from the right past `trusted_proxy_hops` trusted
 -- proxies, never the first hop, which the client writes itself.
 --

@@ -1,4 +1,4 @@
--- Billing (SPEC §4.7–4.8): who reads billing_customers, subscriptions, subscription_history,
+-- Billing (docs/tables.md#billing): who reads billing_customers, subscriptions, subscription_history,
 -- payments, webhook_events and the account_entitlements view, and that nobody writes them
 -- through the API. Also: the account's plan follows the live subscription, a retired plan
 -- stays visible to its subscribers, and the checkout entry point checks permission, catalog

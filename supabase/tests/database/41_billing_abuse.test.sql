@@ -1,4 +1,4 @@
--- Billing attacks (SPEC §4.1, §4.8): what a paying team's owner, a user farming trials, and a
+-- Billing attacks (docs/accounts.md#accounts, docs/billing.md#checkout): what a paying team's owner, a user farming trials, and a
 -- stranger paying through a Checkout Session we never created can no longer do.
 --
 -- Personas: Paula owns the paying team "Paid Co"; Mallory pays through a Payment Link and

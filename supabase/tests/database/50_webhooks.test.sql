@@ -1,4 +1,4 @@
--- Outgoing webhooks (SPEC §4.11): endpoints managed with webhooks.manage (owners, admins),
+-- Outgoing webhooks (docs/webhooks.md): endpoints managed with webhooks.manage (owners, admins),
 -- a signing secret shown once and never readable again, URLs that can only point outside
 -- (https, no loopback / private / link-local / CGNAT literal), events emitted from where
 -- they happen, and the delivery log under RLS.

@@ -1,4 +1,4 @@
--- Live balances and entitlements (SPEC §4.13): credit_balances and notifications are in the
+-- Live balances and entitlements (docs/billing.md#live-balances, docs/billing.md#entitlements): credit_balances and notifications are in the
 -- supabase_realtime publication, and Realtime delivers a change only to those whose RLS lets
 -- them select the row — proved here as the authenticated role: a stranger's balance and
 -- notifications stay out. has_feature answers from the live plan; account_entitlements

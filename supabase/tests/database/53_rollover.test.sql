@@ -1,4 +1,4 @@
--- Rollover (SPEC §4.14): Rita's team is on "Pro Rollover" (1000 credits a month; up to 600
+-- Rollover (docs/credits.md#rollover): Rita's team is on "Pro Rollover" (1000 credits a month; up to 600
 -- unused credits carry into the next month and live one more month). Three months with the
 -- clock frozen: what rolls, the cap, rolled credits expiring, a refund of an old invoice, and
 -- a cancelled subscription that carries nothing. Kai's team ("Keep": rolled credits live two
@@ -6,14 +6,11 @@
 begin;
 select plan(28);
 
-select tests.create_supabase_user('t53_rita', 'rita@rollover.test', '53000000-0000-4000-8000-000000000001');
-insert into public.accounts (id, kind, name, slug, primary_owner, created_by)
-values ('53000000-0000-4000-8000-0000000000aa', 'team', 'Rollover team', 't53-rollover-team',
-        '53000000-0000-4000-8000-000000000001', '53000000-0000-4000-8000-000000000001');
-insert into public.credit_balances (account_id) values ('53000000-0000-4000-8000-0000000000aa');
+select tests.create_supabase_user('t53_rita', 'rita@rollover.test');
+select tests.team('t53-rollover-team', owner => 't53_rita', name => 'Rollover team');
 insert into public.plans (key, name, tier, price_cents, stripe_price_id, included_credits, rollover, active) values
   ('t53_pro', 'Pro Rollover', 5, 2000, 'price_t53pro', 1000, '{"max_credits": 600, "periods": 1}', true);
-select private.attach_billing_customer('53000000-0000-4000-8000-0000000000aa', 'cus_t53rita', 'rita@rollover.test');
+select private.attach_billing_customer(tests.account_id('t53-rollover-team'), 'cus_t53rita', 'rita@rollover.test');
 
 -- Stripe objects, dated by the frozen clock.
 create function pg_temp.evt(id text, type text, obj jsonb) returns jsonb language sql as $$
@@ -22,7 +19,7 @@ create function pg_temp.evt(id text, type text, obj jsonb) returns jsonb languag
 $$;
 create function pg_temp.sub(cancelling boolean default false) returns jsonb language sql as $$
   select jsonb_build_object('id', 'sub_t53rita', 'object', 'subscription', 'status', 'active', 'customer', 'cus_t53rita',
-    'metadata', jsonb_build_object('account_id', '53000000-0000-4000-8000-0000000000aa'), 'cancel_at_period_end', cancelling,
+    'metadata', jsonb_build_object('account_id', tests.account_id('t53-rollover-team')), 'cancel_at_period_end', cancelling,
     'items', jsonb_build_object('data', jsonb_build_array(jsonb_build_object('id', 'si_t53', 'quantity', 1,
       'price', jsonb_build_object('id', 'price_t53pro'),
       'current_period_start', extract(epoch from private.now())::bigint,
@@ -38,19 +35,12 @@ create function pg_temp.invoice(n int, reason text) returns jsonb language sql a
       'period', jsonb_build_object('start', extract(epoch from timestamptz '2027-01-01 00:00Z' + (n - 1) * interval '30 days')::bigint,
                                    'end', extract(epoch from timestamptz '2027-01-01 00:00Z' + n * interval '30 days')::bigint)))))
 $$;
--- The wallet, and the invariant the credit engine keeps: balance = sum of the ledger = the
--- remaining credits of unexpired lots.
+-- The wallet (its invariant is the kit's: tests.wallet_invariant).
 create function pg_temp.balance() returns bigint language sql as $$
-  select balance from public.credit_balances where account_id = '53000000-0000-4000-8000-0000000000aa'
-$$;
-create function pg_temp.invariant() returns boolean language sql as $$
-  select pg_temp.balance() = (select sum(delta) from public.credit_ledger where account_id = '53000000-0000-4000-8000-0000000000aa')
-     and pg_temp.balance() = (select coalesce(sum(remaining), 0) from public.credit_grants
-                              where account_id = '53000000-0000-4000-8000-0000000000aa'
-                                and (expires_at is null or expires_at > private.now()))
+  select balance from public.credit_balances where account_id = tests.account_id('t53-rollover-team')
 $$;
 create function pg_temp.spend(n bigint) returns void language sql as $$
-  select private.write_ledger(private.spend('53000000-0000-4000-8000-0000000000aa', n), -n, 'consume')
+  select private.write_ledger(private.spend(tests.account_id('t53-rollover-team'), n), -n, 'consume')
 $$;
 create function pg_temp.rolled(n int) returns public.credit_grants language sql as $$
   select g.* from public.credit_grants g
@@ -76,17 +66,17 @@ select tests.freeze_time('2027-01-31 00:05Z');
 select private.expire_credit_grants();
 select is(pg_temp.balance(), 600::bigint, 'the period ended: 600 credits carried over, the 100 above the cap expired');
 select is((select array_agg(delta order by id) from public.credit_ledger
-           where account_id = '53000000-0000-4000-8000-0000000000aa' and reason = 'rollover'), array[-600, 600]::bigint[],
+           where account_id = tests.account_id('t53-rollover-team') and reason = 'rollover'), array[-600, 600]::bigint[],
   'two ledger entries say rollover: minus 600 on the ended lot, plus 600 on a lot of their own (balance unchanged)');
 select is((select -delta from public.credit_ledger
-           where account_id = '53000000-0000-4000-8000-0000000000aa' and reason = 'expire'), 100::bigint,
+           where account_id = tests.account_id('t53-rollover-team') and reason = 'expire'), 100::bigint,
   'only the part above the cap is recorded as expired');
 select is(((pg_temp.rolled(1)).amount, (pg_temp.rolled(1)).expires_at), (600::bigint, timestamptz '2027-03-02 00:00Z'),
   'the rolled lot holds 600 credits and lives one more period (expires at the end of month 2)');
 select is((select l.payment_id from public.credit_ledger l where l.grant_id = (pg_temp.rolled(1)).id),
           (select id from public.payments where stripe_invoice_id = 'in_t53_1'),
   'the rolled lot is traceable to the invoice it derives from');
-select ok(pg_temp.invariant(), 'balance = sum of the ledger = unexpired remaining, after the roll');
+select is(tests.wallet_invariant(tests.account_id('t53-rollover-team')), 'ok', 'balance = sum of the ledger = unexpired remaining, after the roll');
 
 select private.handle_stripe_event(pg_temp.evt('evt_t53_in2', 'invoice.paid', pg_temp.invoice(2, 'subscription_cycle')));
 select is(pg_temp.balance(), 1600::bigint, 'month 2 renews: 1000 new plan credits next to the 600 carried');
@@ -107,14 +97,14 @@ select is((select sum(-delta)::bigint from public.credit_ledger l where l.reason
 select is((pg_temp.rolled(2)).remaining, 600::bigint, 'month 2''s rolled lot holds the capped 600');
 select private.handle_stripe_event(pg_temp.evt('evt_t53_in3', 'invoice.paid', pg_temp.invoice(3, 'subscription_cycle')));
 select is(pg_temp.balance(), 1600::bigint, 'month 3 renews');
-select ok(pg_temp.invariant(), 'the invariant holds over three periods');
+select is(tests.wallet_invariant(tests.account_id('t53-rollover-team')), 'ok', 'the invariant holds over three periods');
 
 -- ---------------------------------------------------------------------------
 -- Month 3: Stripe refunds month 2's invoice. What still derives from it is its rolled lot.
 -- A promotional grant that ends with the period would come first in draw-down order: the
 -- refund must not take it.
 -- ---------------------------------------------------------------------------
-select private.grant_credits('53000000-0000-4000-8000-0000000000aa', 100, 'promo', '2027-04-01 00:00Z', 't53-promo');
+select private.grant_credits(tests.account_id('t53-rollover-team'), 100, 'promo', '2027-04-01 00:00Z', 't53-promo');
 select private.handle_stripe_event(pg_temp.evt('evt_t53_refund', 'charge.refunded', jsonb_build_object(
   'id', 'ch_t53_2', 'object', 'charge', 'invoice', 'in_t53_2', 'customer', 'cus_t53rita',
   'amount', 2000, 'amount_refunded', 2000, 'currency', 'usd')));
@@ -126,7 +116,7 @@ select is((select sum(remaining)::bigint from public.credit_grants g join public
   'month 3''s own credits are untouched');
 select is((select remaining from public.credit_grants where idempotency_key = 't53-promo'), 100::bigint,
   'and so is the promotion drawn first otherwise: the clawback follows the payment''s lots');
-select ok(pg_temp.invariant(), 'the invariant holds after the clawback');
+select is(tests.wallet_invariant(tests.account_id('t53-rollover-team')), 'ok', 'the invariant holds after the clawback');
 
 -- ---------------------------------------------------------------------------
 -- Rita cancels at the period end: month 3's unused credits have nowhere to go and expire.
@@ -140,13 +130,10 @@ select is(pg_temp.balance(), 0::bigint, 'a subscription that ends carries nothin
 -- Kai's team is on "Keep" (1000 a month; up to 500 carried, living two periods). He uses
 -- nothing for three months: the cap counts what earlier rolls still carry.
 -- ---------------------------------------------------------------------------
-insert into public.accounts (id, kind, name, slug, primary_owner, created_by)
-values ('53000000-0000-4000-8000-0000000000bb', 'team', 'Keep team', 't53-keep-team',
-        '53000000-0000-4000-8000-000000000001', '53000000-0000-4000-8000-000000000001');
-insert into public.credit_balances (account_id) values ('53000000-0000-4000-8000-0000000000bb');
+select tests.team('t53-keep-team', owner => 't53_rita', name => 'Keep team');
 insert into public.plans (key, name, tier, price_cents, stripe_price_id, included_credits, rollover, active) values
   ('t53_keep', 'Keep', 4, 1500, 'price_t53keep', 1000, '{"max_credits": 500, "periods": 2}', true);
-select private.attach_billing_customer('53000000-0000-4000-8000-0000000000bb', 'cus_t53kai', null);
+select private.attach_billing_customer(tests.account_id('t53-keep-team'), 'cus_t53kai', null);
 create function pg_temp.kai_invoice(n int, reason text) returns jsonb language sql as $$
   select (pg_temp.invoice(n, reason) - 'id' - 'customer' - 'charge' - 'amount_paid' - 'amount_due' - 'subtotal' - 'total_excluding_tax')
     || jsonb_build_object('id', 'in_t53kai_' || n, 'customer', 'cus_t53kai', 'charge', 'ch_t53kai_' || n,
@@ -155,13 +142,13 @@ create function pg_temp.kai_invoice(n int, reason text) returns jsonb language s
     || jsonb_build_object('lines', jsonb_set(pg_temp.invoice(n, reason) -> 'lines', '{data,0,pricing,price_details,price}', '"price_t53keep"'))
 $$;
 create function pg_temp.kai_balance() returns bigint language sql as $$
-  select balance from public.credit_balances where account_id = '53000000-0000-4000-8000-0000000000bb'
+  select balance from public.credit_balances where account_id = tests.account_id('t53-keep-team')
 $$;
 select tests.freeze_time('2027-01-01 00:00Z');
 select private.handle_stripe_event(pg_temp.evt('evt_t53kai_sub', 'customer.subscription.created',
   jsonb_set(jsonb_set(jsonb_set(pg_temp.sub(), '{id}', '"sub_t53kai"'), '{customer}', '"cus_t53kai"'),
             '{items,data,0,price,id}', '"price_t53keep"')
-  || jsonb_build_object('metadata', jsonb_build_object('account_id', '53000000-0000-4000-8000-0000000000bb'))));
+  || jsonb_build_object('metadata', jsonb_build_object('account_id', tests.account_id('t53-keep-team')))));
 select private.handle_stripe_event(pg_temp.evt('evt_t53kai_in1', 'invoice.paid', pg_temp.kai_invoice(1, 'subscription_create')));
 select tests.freeze_time('2027-01-31 00:05Z');
 select private.expire_credit_grants();
@@ -177,7 +164,7 @@ select is(pg_temp.kai_balance(), 500::bigint, 'month 1''s rolled credits live th
 select tests.freeze_time('2027-04-01 00:05Z');
 select private.expire_credit_grants();
 select is(pg_temp.kai_balance(), 0::bigint, 'and expire when month 3 ends');
-select is((select count(*) from public.credit_ledger where account_id = '53000000-0000-4000-8000-0000000000bb' and reason = 'rollover'),
+select is((select count(*) from public.credit_ledger where account_id = tests.account_id('t53-keep-team') and reason = 'rollover'),
   2::bigint, 'one roll in three months: one pair of rollover entries');
 
 -- A plan's rollover must be a cap and a number of periods.

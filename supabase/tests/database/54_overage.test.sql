@@ -1,4 +1,4 @@
--- Overage, the SQL rules (SPEC §4.14). The Stripe side (meter events, retries, replays) is
+-- Overage, the SQL rules (docs/credits.md#overage). The Stripe side (meter events, retries, replays) is
 -- proved by the Deno story overage_test.ts; here: which actions may run past the wallet, that
 -- a covered consumption records nothing, the cap per billing period and its reset, the same
 -- results on the explanation path, the plan's settings shape, and who reads the records.
@@ -8,14 +8,8 @@
 begin;
 select plan(17);
 
-select tests.create_supabase_user('t54_oskar', 'oskar@overage.test', '54000000-0000-4000-8000-000000000001');
-select tests.create_supabase_user('t54_stranger', 'stranger@overage.test', '54000000-0000-4000-8000-000000000002');
-insert into public.accounts (id, kind, name, slug, primary_owner, created_by)
-values ('54000000-0000-4000-8000-0000000000aa', 'team', 'Overage team', 't54-overage-team',
-        '54000000-0000-4000-8000-000000000001', '54000000-0000-4000-8000-000000000001');
-insert into public.account_members (account_id, user_id, role)
-values ('54000000-0000-4000-8000-0000000000aa', '54000000-0000-4000-8000-000000000001', 'owner');
-insert into public.credit_balances (account_id) values ('54000000-0000-4000-8000-0000000000aa');
+select tests.create_users('t54_oskar', 't54_stranger');
+select tests.team('t54-overage-team', owner => 't54_oskar', name => 'Overage team');
 insert into public.billable_actions (key, name, category, credits) values
   ('t54_render', 'Render', 'general', 10),
   ('t54_clip', 'Clip', 't54_video', 10),
@@ -24,17 +18,17 @@ update public.plans set limits = limits || '{"overage": {"actions": ["t54_render
   "max_units_per_period": 50, "stripe_meter_event_name": "t54_meter"}}' where key = 'free';
 
 create function pg_temp.use(action text, units int, key text) returns jsonb language sql as $$
-  select public.consume_credits('54000000-0000-4000-8000-0000000000aa', action, units, key)
+  select public.consume_credits(tests.account_id('t54-overage-team'), action, units, key)
 $$;
 create function pg_temp.available() returns bigint language sql as $$
-  select available from public.credit_balances where account_id = '54000000-0000-4000-8000-0000000000aa'
+  select available from public.credit_balances where account_id = tests.account_id('t54-overage-team')
 $$;
 create function pg_temp.overages() returns bigint language sql as $$
-  select count(*) from public.usage_overages where account_id = '54000000-0000-4000-8000-0000000000aa'
+  select count(*) from public.usage_overages where account_id = tests.account_id('t54-overage-team')
 $$;
 
 select tests.freeze_time('2031-03-10 12:00Z');
-select private.grant_credits('54000000-0000-4000-8000-0000000000aa', 25, 'admin');
+select private.grant_credits(tests.account_id('t54-overage-team'), 25, 'admin');
 
 -- Covered by the wallet: the ordinary charge, nothing recorded.
 select is(pg_temp.use('t54_render', 1, 'k1') ->> 'overage_units', null, 'a render the wallet covers has no overage');
@@ -50,7 +44,7 @@ select is(pg_temp.use('t54_render', 2, 'k3') - 'usage_event_id',
   'a render half covered charges the 15 credits left and records 5 as overage');
 select is((select overage_units from public.usage_overages o join public.usage_events e on e.id = o.usage_event_id
            where e.idempotency_key = 'k3'), 5::bigint, 'the overage is recorded against its usage event');
-select is((select sum(-delta) from public.credit_ledger where account_id = '54000000-0000-4000-8000-0000000000aa' and reason = 'consume'),
+select is((select sum(-delta) from public.credit_ledger where account_id = tests.account_id('t54-overage-team') and reason = 'consume'),
   25::numeric, 'the ledger charged only what the wallet had');
 select is(pg_temp.available(), 0::bigint, 'available never goes below zero');
 
@@ -67,7 +61,7 @@ select is(tests.caught($$ select pg_temp.use('t54_render', 2, 'k5') $$) ->> 'cod
 select is(pg_temp.overages(), 2::bigint, 'the refused render recorded nothing');
 select is((select count(*) from private.jobs where kind = 'overage.meter_event'
            and payload ->> 'usage_event_id' in (select usage_event_id::text from public.usage_overages
-                                                where account_id = '54000000-0000-4000-8000-0000000000aa')), 2::bigint,
+                                                where account_id = tests.account_id('t54-overage-team'))), 2::bigint,
   'one meter job per overage');
 
 -- A new billing period starts the count again.
@@ -75,9 +69,9 @@ select tests.freeze_time('2031-04-01 00:00:01Z');
 select is((pg_temp.use('t54_render', 5, 'k6') ->> 'overage_units')::int, 50, 'in the next period the full cap is available again');
 
 -- Who reads the records.
-select is(tests.rls_probe('t54_oskar', $$ select count(*) from public.usage_overages where account_id = '54000000-0000-4000-8000-0000000000aa' $$),
+select is(tests.rls_probe('t54_oskar', $$ select count(*) from public.usage_overages where account_id = tests.account_id('t54-overage-team') $$),
   'allow', 'a member with credits.read reads the team''s overage');
-select is(tests.rls_probe('t54_stranger', $$ select count(*) from public.usage_overages where account_id = '54000000-0000-4000-8000-0000000000aa' $$),
+select is(tests.rls_probe('t54_stranger', $$ select count(*) from public.usage_overages where account_id = tests.account_id('t54-overage-team') $$),
   'deny', 'a stranger reads none');
 
 -- The plan's settings are checked.

@@ -1,44 +1,37 @@
--- Usage analytics (SPEC §4.12): usage_summary per persona, its precise errors, and the
+-- Usage analytics (docs/analytics.md#usage_summary): usage_summary per persona, its precise errors, and the
 -- staff-only revenue_summary.
 --
--- World: team "t52" (owner, member, viewer) with usage across an hour, a day and a month
+-- World: team "t52-team" (tests.team: t52_owner, t52_member, t52_viewer) with usage across an hour, a day and a month
 -- boundary (raw events at fixed times, as an import would write them), a stranger with
 -- their own account, a staff admin. A test file is one transaction, so nothing here is
 -- folded (the folder never folds its own transaction's events): every figure below comes
 -- from the raw tail, which proves the summary is exact before any fold. Folding itself is
--- proved by supabase/functions/tests/usage_analytics_test.ts.
+-- proved by supabase/tests/engine/usage_analytics_test.ts.
 begin;
 select plan(30);
 
-select tests.create_supabase_user('t52_owner', 'owner@analytics.test', '52000000-0000-4000-8000-000000000001');
-select tests.create_supabase_user('t52_member', 'member@analytics.test', '52000000-0000-4000-8000-000000000002');
-select tests.create_supabase_user('t52_viewer', 'viewer@analytics.test', '52000000-0000-4000-8000-000000000003');
-select tests.create_supabase_user('t52_stranger', 'stranger@analytics.test', '52000000-0000-4000-8000-000000000004');
-select tests.create_supabase_user('t52_staff', 'staff@analytics.test', '52000000-0000-4000-8000-000000000005');
-update public.user_roles set role = 'admin' where user_id = '52000000-0000-4000-8000-000000000005';
-insert into public.accounts (id, kind, name, slug, primary_owner, created_by) values
-  ('52000000-0000-4000-8000-0000000000a0', 'team', 'Analytics Co', 't52-team', '52000000-0000-4000-8000-000000000001', '52000000-0000-4000-8000-000000000001');
-insert into public.account_members (account_id, user_id, role) values
-  ('52000000-0000-4000-8000-0000000000a0', '52000000-0000-4000-8000-000000000001', 'owner'),
-  ('52000000-0000-4000-8000-0000000000a0', '52000000-0000-4000-8000-000000000002', 'member'),
-  ('52000000-0000-4000-8000-0000000000a0', '52000000-0000-4000-8000-000000000003', 'viewer');
-select private.on_account_created('52000000-0000-4000-8000-0000000000a0', '52000000-0000-4000-8000-000000000001');
+select tests.create_users('t52_owner', 't52_member', 't52_viewer', 't52_stranger', 't52_staff');
+select tests.make_staff_admin('t52_staff');
+select tests.team('t52-team', owner => 't52_owner', members => '{t52_member}', viewers => '{t52_viewer}', name => 'Analytics Co');
 
 -- Usage of the team: api_call (category api) and ai_tokens (category ai), by two users, one
 -- event through an API key; times straddle 31 Jan / 1 Feb 2031 (UTC) and an hour boundary.
+-- An API key id usage is attributed to, by name (no key row needed: analytics groups by the id).
+create function tests.t52_api_key(name text) returns uuid language sql immutable set search_path = '' as $$ select pg_catalog.md5('api key ' || name)::uuid $$;
+grant execute on function tests.t52_api_key(text) to authenticated, service_role;
 insert into public.usage_events (account_id, user_id, action, quantity, credits_charged, api_key_id, created_at) values
-  ('52000000-0000-4000-8000-0000000000a0', '52000000-0000-4000-8000-000000000001', 'api_call', 2, 2, null, '2031-01-31 23:59:59+00'),
-  ('52000000-0000-4000-8000-0000000000a0', '52000000-0000-4000-8000-000000000002', 'api_call', 3, 3, null, '2031-02-01 00:00:00+00'),
-  ('52000000-0000-4000-8000-0000000000a0', '52000000-0000-4000-8000-000000000002', 'ai_tokens', 1000, 1, '52000000-0000-4000-8000-0000000000c1', '2031-02-01 00:30:00+00'),
-  ('52000000-0000-4000-8000-0000000000a0', null, 'api_call', 5, 5, null, '2031-02-01 01:15:00+00'),
+  (tests.account_id('t52-team'), tests.user_id('t52_owner'), 'api_call', 2, 2, null, '2031-01-31 23:59:59+00'),
+  (tests.account_id('t52-team'), tests.user_id('t52_member'), 'api_call', 3, 3, null, '2031-02-01 00:00:00+00'),
+  (tests.account_id('t52-team'), tests.user_id('t52_member'), 'ai_tokens', 1000, 1, tests.t52_api_key('batch'), '2031-02-01 00:30:00+00'),
+  (tests.account_id('t52-team'), null, 'api_call', 5, 5, null, '2031-02-01 01:15:00+00'),
   -- The stranger's own usage in the same hour: never in the team's figures.
-  ('52000000-0000-4000-8000-000000000004', '52000000-0000-4000-8000-000000000004', 'api_call', 7, 7, null, '2031-02-01 00:10:00+00');
+  (tests.user_id('t52_stranger'), tests.user_id('t52_stranger'), 'api_call', 7, 7, null, '2031-02-01 00:10:00+00');
 
 create function tests.t52_summary(since text, until text, bucket text, group_by text) returns text
 language sql set search_path = '' as $$
   select coalesce(string_agg(pg_catalog.to_char(s.bucket_start at time zone 'UTC', 'YYYY-MM-DD HH24') || ' ' || coalesce(s.key, '-')
                              || ' q' || s.quantity || ' c' || s.credits || ' n' || s.events, '; '), '')
-  from public.usage_summary('52000000-0000-4000-8000-0000000000a0', since::timestamptz, until::timestamptz, bucket, group_by) s
+  from public.usage_summary(tests.account_id('t52-team'), since::timestamptz, until::timestamptz, bucket, group_by) s
 $$;
 grant execute on function tests.t52_summary(text, text, text, text) to authenticated, service_role;
 
@@ -55,23 +48,23 @@ select is(tests.t52_summary('2031-01-31', '2031-02-02', 'day', 'category'),
   'a member (credits.read) reads it per day by category (from billable_actions.category)');
 select tests.authenticate_as('t52_viewer');
 select is(tests.t52_summary('2031-02-01', '2031-02-02', 'hour', 'user'),
-  '2031-02-01 00 52000000-0000-4000-8000-000000000002 q1003 c4 n2; 2031-02-01 01 - q5 c5 n1',
+  '2031-02-01 00 ' || tests.user_id('t52_member') || ' q1003 c4 n2; 2031-02-01 01 - q5 c5 n1',
   'a viewer (credits.read) reads it per hour by user; usage without a user has a null key');
 select tests.authenticate_as('t52_stranger');
 select is((tests.caught($$ select tests.t52_summary('2031-01-01', '2031-03-01', 'day', 'action') $$)) ->> 'code', '42501',
   'a stranger is refused (42501), even for an account whose usage shares their hours');
 select tests.authenticate_as_anon();
-select is((tests.caught($$ select * from public.usage_summary('52000000-0000-4000-8000-0000000000a0', '2031-01-01', '2031-03-01') $$)) ->> 'code', '42501',
+select is((tests.caught($$ select * from public.usage_summary(tests.account_id('t52-team'), '2031-01-01', '2031-03-01') $$)) ->> 'code', '42501',
   'anon is refused (42501)');
 select tests.authenticate_as('t52_staff');
 select is(tests.t52_summary('2031-02-01', '2031-02-02', 'day', 'api_key'),
-  '2031-02-01 00 - q8 c8 n2; 2031-02-01 00 52000000-0000-4000-8000-0000000000c1 q1000 c1 n1',
+  '2031-02-01 00 - q8 c8 n2; 2031-02-01 00 ' || tests.t52_api_key('batch') || ' q1000 c1 n1',
   'a staff admin reads any account''s usage, here by API key');
 select tests.authenticate_as_service_role();
 select is(tests.t52_summary('2031-02-01 00:00', '2031-02-01 01:00', 'hour', 'action'),
   '2031-02-01 00 ai_tokens q1000 c1 n1; 2031-02-01 00 api_call q3 c3 n1',
   'service_role reads it; the range is [since, until): the event at 01:15 and the one before midnight stay out');
-select is((tests.caught($$ select * from public.usage_summary('52000000-0000-4000-8000-0000000000ff', '2031-01-01', '2031-03-01') $$)) ->> 'code', 'PT404',
+select is((tests.caught($$ select * from public.usage_summary(gen_random_uuid(), '2031-01-01', '2031-03-01') $$)) ->> 'code', 'PT404',
   'a server naming an unknown account gets PT404');
 select tests.clear_authentication();
 
@@ -118,14 +111,15 @@ select tests.clear_authentication();
 -- ---------------------------------------------------------------------------
 -- A deleted user's usage stays, without the user (as usage_events.user_id is set null)
 -- ---------------------------------------------------------------------------
-select tests.create_supabase_user('t52_leaver', 'leaver@analytics.test', '52000000-0000-4000-8000-000000000006');
+select tests.create_users('t52_leaver');
 -- Rollup rows as the folder writes them: one of the leaver's, one without a user, same hour and action.
 insert into private.usage_rollup (account_id, hour, action, api_key_id, user_id, quantity, credits, events) values
-  ('52000000-0000-4000-8000-0000000000a0', '2031-03-01 10:00+00', 'api_call', null, '52000000-0000-4000-8000-000000000006', 4, 4, 2),
-  ('52000000-0000-4000-8000-0000000000a0', '2031-03-01 10:00+00', 'api_call', null, null, 1, 1, 1),
-  ('52000000-0000-4000-8000-0000000000a0', '2031-03-01 11:00+00', 'ai_tokens', null, '52000000-0000-4000-8000-000000000006', 9, 1, 1);
-delete from auth.users where id = '52000000-0000-4000-8000-000000000006';
-select is((select count(*)::int from private.usage_rollup where user_id = '52000000-0000-4000-8000-000000000006'), 0,
+  (tests.account_id('t52-team'), '2031-03-01 10:00+00', 'api_call', null, tests.user_id('t52_leaver'), 4, 4, 2),
+  (tests.account_id('t52-team'), '2031-03-01 10:00+00', 'api_call', null, null, 1, 1, 1),
+  (tests.account_id('t52-team'), '2031-03-01 11:00+00', 'ai_tokens', null, tests.user_id('t52_leaver'), 9, 1, 1);
+create temp table deleted_user on commit drop as select tests.user_id('t52_leaver') as id;
+delete from auth.users where id = (select id from deleted_user);
+select is((select count(*)::int from private.usage_rollup where user_id = (select id from deleted_user)), 0,
   'deleting a user removes their id from the usage rollup');
 select is(tests.t52_summary('2031-03-01', '2031-03-02', 'hour', 'user'),
   '2031-03-01 10 - q5 c5 n3; 2031-03-01 11 - q9 c1 n1',
@@ -139,15 +133,15 @@ select is(tests.t52_summary('2031-03-01', '2031-03-02', 'hour', 'user'),
 -- expired and clawed back on 2 Feb (business time frozen there).
 insert into public.plans (key, name, price_cents, billing_interval) values ('t52_yearly', 'Yearly', 12000, 'year');
 insert into public.subscriptions (id, account_id, stripe_subscription_id, plan_key, quantity, status, last_event_id, last_event_type, last_event_created) values
-  ('52000000-0000-4000-8000-0000000000e1', '52000000-0000-4000-8000-0000000000a0', 'sub_t52pro', 'pro', 2, 'canceled', 'evt_t52_3', 'customer.subscription.deleted', '2031-02-03 12:00+00'),
-  ('52000000-0000-4000-8000-0000000000e2', '52000000-0000-4000-8000-000000000004', 'sub_t52year', 't52_yearly', 1, 'active', 'evt_t52_4', 'customer.subscription.created', '2031-02-02 12:00+00');
+  (gen_random_uuid(), tests.account_id('t52-team'), 'sub_t52pro', 'pro', 2, 'canceled', 'evt_t52_3', 'customer.subscription.deleted', '2031-02-03 12:00+00'),
+  (gen_random_uuid(), tests.user_id('t52_stranger'), 'sub_t52year', 't52_yearly', 1, 'active', 'evt_t52_4', 'customer.subscription.created', '2031-02-02 12:00+00');
 insert into public.subscription_history (subscription_id, account_id, stripe_subscription_id, new_plan_key, new_status, reason, occurred_at) values
-  ('52000000-0000-4000-8000-0000000000e1', '52000000-0000-4000-8000-0000000000a0', 'sub_t52pro', 'pro', 'active', 'created', '2031-02-01 09:00+00'),
-  ('52000000-0000-4000-8000-0000000000e1', '52000000-0000-4000-8000-0000000000a0', 'sub_t52pro', 'pro', 'canceled', 'canceled', '2031-02-03 12:00+00'),
-  ('52000000-0000-4000-8000-0000000000e2', '52000000-0000-4000-8000-000000000004', 'sub_t52year', 't52_yearly', 'active', 'created', '2031-02-02 12:00+00');
+  ((select id from public.subscriptions where stripe_subscription_id = 'sub_t52pro'), tests.account_id('t52-team'), 'sub_t52pro', 'pro', 'active', 'created', '2031-02-01 09:00+00'),
+  ((select id from public.subscriptions where stripe_subscription_id = 'sub_t52pro'), tests.account_id('t52-team'), 'sub_t52pro', 'pro', 'canceled', 'canceled', '2031-02-03 12:00+00'),
+  ((select id from public.subscriptions where stripe_subscription_id = 'sub_t52year'), tests.user_id('t52_stranger'), 'sub_t52year', 't52_yearly', 'active', 'created', '2031-02-02 12:00+00');
 insert into public.payments (account_id, kind, item_key, quantity, amount, status, settlement, stripe_checkout_session_id, paid_at) values
-  ('52000000-0000-4000-8000-0000000000a0', 'credit_pack', 'pack_250', 1, 1000, 'paid', 'paid', 'cs_t52_1', '2031-02-02 10:00+00'),
-  ('52000000-0000-4000-8000-0000000000a0', 'credit_pack', 'pack_250', 1, 1000, 'pending', 'pending', 'cs_t52_2', null);
+  (tests.account_id('t52-team'), 'credit_pack', 'pack_250', 1, 1000, 'paid', 'paid', 'cs_t52_1', '2031-02-02 10:00+00'),
+  (tests.account_id('t52-team'), 'credit_pack', 'pack_250', 1, 1000, 'pending', 'pending', 'cs_t52_2', null);
 
 create function tests.t52_revenue(day date) returns text
 language sql set search_path = '' as $$
@@ -161,12 +155,12 @@ grant execute on function tests.t52_revenue(date) to authenticated, service_role
 select tests.freeze_time('2031-02-02 08:00:00+00');
 -- Ledger entries are dated by created_at (the transaction's time); write them for 2 Feb.
 insert into public.credit_ledger (account_id, delta, balance_after, available_after, reason, created_at) values
-  ('52000000-0000-4000-8000-0000000000a0', 250, 250, 250, 'purchase', '2031-02-02 10:00+00'),
-  ('52000000-0000-4000-8000-0000000000a0', -40, 210, 210, 'consume', '2031-02-02 11:00+00'),
-  ('52000000-0000-4000-8000-0000000000a0', -10, 200, 200, 'capture', '2031-02-02 11:30+00'),
-  ('52000000-0000-4000-8000-0000000000a0', -5, 195, 195, 'expire', '2031-02-02 12:00+00'),
-  ('52000000-0000-4000-8000-0000000000a0', -30, 165, 165, 'clawback', '2031-02-02 13:00+00'),
-  ('52000000-0000-4000-8000-0000000000a0', 20, 185, 185, 'promo', '2031-02-02 23:59:59+00');
+  (tests.account_id('t52-team'), 250, 250, 250, 'purchase', '2031-02-02 10:00+00'),
+  (tests.account_id('t52-team'), -40, 210, 210, 'consume', '2031-02-02 11:00+00'),
+  (tests.account_id('t52-team'), -10, 200, 200, 'capture', '2031-02-02 11:30+00'),
+  (tests.account_id('t52-team'), -5, 195, 195, 'expire', '2031-02-02 12:00+00'),
+  (tests.account_id('t52-team'), -30, 165, 165, 'clawback', '2031-02-02 13:00+00'),
+  (tests.account_id('t52-team'), 20, 185, 185, 'promo', '2031-02-02 23:59:59+00');
 select tests.unfreeze_time();
 
 select tests.authenticate_as('t52_staff');

@@ -2,7 +2,7 @@
  * Test support for the credit engine: direct database clients, fresh users
  * (the signup trigger creates profile, personal account, wallet and the
  * 50-credit signup bonus), test-only billable actions, SQL error capture and
- * the wallet invariants of SPEC §4.3 read back from the database.
+ * the wallet invariants (docs/credits.md#invariants) read back from the database.
  *
  * Everything here talks to Postgres as `postgres` (the trusted server path of
  * the credit functions); `asUserTx` switches a transaction to a signed-in user
@@ -114,6 +114,26 @@ export async function raiseRateLimits(sql: Sql): Promise<() => Promise<void>> {
   };
 }
 
+/**
+ * The setup of an engine race: an admin client, rate limits raised out of the way and the
+ * test actions (key: credits per unit); the limits are restored and the client closed at
+ * the end, whatever happens.
+ */
+export async function withEngineSetup(actions: Record<string, number>, fn: (admin: Sql) => Promise<void>): Promise<void> {
+  const admin = connect(2);
+  try {
+    const restore = await raiseRateLimits(admin);
+    try {
+      for (const [key, credits] of Object.entries(actions)) await ensureAction(admin, key, credits);
+      await fn(admin);
+    } finally {
+      await restore();
+    }
+  } finally {
+    await admin.end({ timeout: 5 });
+  }
+}
+
 /** Grants credits through the credit engine (as billing, referrals or staff would). */
 export async function grant(
   sql: Sql | Tx,
@@ -219,7 +239,7 @@ export async function snapshots(sql: Sql, accountIds: string[], at: string | nul
 }
 
 /**
- * The invariants of SPEC §4.3 for one wallet: balance = sum of ledger deltas =
+ * The invariants of docs/credits.md#invariants for one wallet: balance = sum of ledger deltas =
  * sum of unexpired remaining; held = open holds, 0 <= held <= max(balance, 0);
  * available = balance - held, >= 0 unless in debt; the ledger is a gap-free
  * chain of balance_after values; no spend left available negative.

@@ -1,6 +1,6 @@
 /**
  * Story: an account asks "how much did we use, by what, per hour, day or month"
- * (SPEC §4.12) while its servers keep consuming and the folder keeps folding.
+ * (docs/analytics.md#usage_summary) while its servers keep consuming and the folder keeps folding.
  *
  * usage_summary answers from the hourly rollup plus the events not folded yet. It
  * must always equal a plain `group by` over usage_events:
@@ -17,7 +17,7 @@
  * events' created_at.
  */
 import fc from "fast-check";
-import { assert, assertEquals } from "./_support/assert.ts";
+import { assert, assertEquals } from "../../functions/tests/_support/assert.ts";
 import {
   closeAll,
   connect,
@@ -29,7 +29,7 @@ import {
   runOnClients,
   type Sql,
   testSeed,
-} from "./_support/wallet.ts";
+} from "../../functions/tests/_support/wallet.ts";
 
 /** Test actions and their categories: two share a category. */
 const ACTIONS: [string, string][] = [["ua_alpha", "ua_one"], ["ua_beta", "ua_one"], ["ua_gamma", "ua_two"]];

@@ -3,7 +3,7 @@
  * expiry, consumption at various prices, holds captured for less than reserved
  * (or refused with 22023 for more), releases, time passing with and without
  * the expiry job, staff adjustments both ways, refund clawbacks into debt and idempotent replays —
- * the database does exactly what the rules of SPEC §4.3 say, step by step.
+ * the database does exactly what the rules of docs/credits.md#invariants say, step by step.
  *
  * A fast-check model-based test: random command sequences run against a fresh
  * account and against a TypeScript model of the wallet, and after every step
@@ -16,13 +16,13 @@
  * command list (replay with FC_SEED / FC_PATH printed by fast-check).
  *
  * Business time is private.now(), driven by `ledgerbase.now`, set in every
- * transaction. Rules of the model (SPEC §4.3, the credits migration):
+ * transaction. Rules of the model (docs/credits.md#holds and the sections around it):
  * - draw-down: soonest expiry first, never-expiring last; on a tie promotional
  *   before paid (purchase, subscription); then oldest;
  * - an expired lot is never spent. Expiry is materialized (an `expire` ledger
  *   entry per lot) by the first successful change of the wallet after the
  *   expiry instant, or by private.expire_credit_grants(); until then the stored
- *   balance still counts it (the SPEC leaves the timing open: we follow the DB);
+ *   balance still counts it (the documented rules leave the timing open: we follow the DB);
  * - after credits leave without a charge (expiry, clawback), open holds shrink
  *   until held <= max(balance, 0): holds already past their ttl first (they are
  *   "released automatically"), then live holds newest-first. The database
@@ -32,12 +32,12 @@
  * - a clawback takes from the named lot, then in draw-down order, and the rest
  *   becomes a debt that new grants repay first;
  * - holds past their ttl stay counted in `held` until released by
- *   release_credits or by the expiry job (the DB's choice; the SPEC says only
+ *   release_credits or by the expiry job (the DB's choice; docs/credits.md#holds says only
  *   "released automatically"); capture of such a hold is PT410 gone;
  * - a failed call changes nothing (its transaction rolls back).
  */
 import fc from "fast-check";
-import { assert, assertEquals } from "./_support/assert.ts";
+import { assert, assertEquals } from "../../functions/tests/_support/assert.ts";
 import {
   attempt,
   atTime,
@@ -48,7 +48,7 @@ import {
   type Sql,
   type SqlOutcome,
   type Tx,
-} from "./_support/wallet.ts";
+} from "../../functions/tests/_support/wallet.ts";
 
 // ---------------------------------------------------------------------------
 // The model
@@ -133,11 +133,20 @@ function entry(m: Model, reason: string, delta: number): void {
   m.entries.push({ reason, delta, balance_after: m.balance, available_after: available(m) });
 }
 
+/** A wallet as the database reports it (a row or a call's result) equals the model's. */
+function assertWalletResult(got: { balance: number; held: number; available: number }, m: Readonly<Model>, label: string): void {
+  assertEquals(
+    { balance: got.balance, held: got.held, available: got.available },
+    { balance: m.balance, held: held(m), available: available(m) },
+    label,
+  );
+}
+
 /** Open holds shrink newest-first until held <= max(balance, 0). */
 function shrinkHolds(m: Model): void {
   let excess = held(m) - Math.max(m.balance, 0);
   if (excess <= 0) return;
-  // Holds already past their ttl are released (SPEC: "expired holds are released automatically"): they give
+  // Holds already past their ttl are released (docs/credits.md#holds: expired holds are released automatically): they give
   // their credits back first, so that a live hold shrinks only when the balance cannot cover it.
   const lapsed = (h: Hold) => h.expiresAt <= m.t;
   const order = (a: Hold, b: Hold) => Number(lapsed(b)) - Number(lapsed(a)) || b.seq - a.seq;
@@ -343,11 +352,7 @@ async function compare(m: Model, r: Real, describe: string, swept = false): Prom
   if (s.balance >= 0) assert(s.available >= 0, `${at}: available ${s.available} >= 0 outside debt`);
   if (swept) assertEquals(s.expired_remaining, 0, `${at}: after the expiry job no expired lot holds credits`);
   // The database equals the model.
-  assertEquals(
-    { balance: s.balance, held: s.held, available: s.available },
-    { balance: m.balance, held: held(m), available: available(m) },
-    `${at}: wallet`,
-  );
+  assertWalletResult(s, m, `${at}: wallet`);
   const dbLots = Object.fromEntries(s.lots.filter((l) => l.source !== "clawback").map((l) => [l.id, l.remaining]));
   const modelLots = Object.fromEntries(m.lots.map((l) => [l.id, l.remaining]));
   assertEquals(dbLots, modelLots, `${at}: lots`);
@@ -509,7 +514,7 @@ class Capture implements Cmd {
     let expected: Record<string, unknown> = {};
     const done = settle(m, outcome, (n, v) => {
       const h = n.holds[index];
-      // A quantity above the reserved one is refused before anything else (SPEC §4.3).
+      // A quantity above the reserved one is refused before anything else (docs/credits.md#holds).
       if (this.a.quantity !== null && this.a.quantity > h.quantity) throw new Expected("22023");
       materialize(n);
       if (h.status === "captured") {
@@ -678,11 +683,7 @@ class Clawback implements Cmd {
     }, this.toString());
     if (done) {
       if (key !== null) m.clawbackKeys.push([key, this.a.amount]);
-      assertEquals(
-        { ...done.value },
-        { balance: m.balance, held: held(m), available: available(m) },
-        `${this}: result`,
-      );
+      assertWalletResult(done.value, m, `${this}: result`);
     }
     await finish(m, r, this.toString());
   }
@@ -703,11 +704,7 @@ class ReplayClawback implements Cmd {
         from private.clawback_credits(${r.account}::uuid, ${amount}::bigint, 'clawback', ${key})`)[0]);
     const done = settle(m, outcome, (n) => materialize(n), this.toString());
     if (done) {
-      assertEquals(
-        { ...done.value },
-        { balance: m.balance, held: held(m), available: available(m) },
-        `${this}: result`,
-      );
+      assertWalletResult(done.value, m, `${this}: result`);
     }
     await finish(m, r, this.toString());
   }
@@ -830,7 +827,7 @@ const LAPSED_HOLD_VS_EXPIRY: Cmd[] = [
 
 for (const path of ["common", "explanation"] as const) {
   Deno.test(
-    `model-based (${path} path): random grants, consumes, holds, expiry, adjustments and clawbacks match the SPEC's wallet`,
+    `model-based (${path} path): random grants, consumes, holds, expiry, adjustments and clawbacks match the documented wallet`,
     async () => {
       chargingPath = path;
       try {

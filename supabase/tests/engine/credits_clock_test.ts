@@ -1,15 +1,15 @@
 /**
  * Story: a consumption queues behind a slow transaction that holds the wallet
- * (a billing grant, say). SPEC §4.3: "Expiry and rate limits judge by the clock
- * read once the wallet is locked, so a call that waited on the lock never
- * spends a lot that expired meanwhile."
+ * (a billing grant, say). docs/credits.md#consuming: expiry and rate limits are judged by the
+ * clock read once the wallet is locked, so a call that waited on the lock
+ * never spends a lot that expired meanwhile.
  *
  * These tests use the real clock (no `ledgerbase.now`): a lot expires while the
  * consumption waits, and the tests check which lot paid and what the rate limit
  * remembers, never how long anything took.
  */
-import { assert, assertEquals } from "./_support/assert.ts";
-import { attempt, checkInvariants, connect, createUser, ensureAction, grant, type Sql, snapshots } from "./_support/wallet.ts";
+import { assert, assertEquals } from "../../functions/tests/_support/assert.ts";
+import { attempt, checkInvariants, connect, createUser, ensureAction, grant, type Sql, snapshots } from "../../functions/tests/_support/wallet.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -1,8 +1,8 @@
 /**
  * Story: money and membership events are audited from many servers at once while the
- * sealer links them into the chain. SPEC §4.6: "the chain holds under any concurrency:
- * entries are linked in an order no later commit can precede, so concurrent writers never
- * produce a false break", and the sealer may run at any time, twice at once included.
+ * sealer links them into the chain. docs/audit.md#the-chain: the chain holds under any concurrency
+ * (entries are linked in an order no later commit can precede, so concurrent writers never
+ * produce a false break), and the sealer may run at any time, twice at once included.
  *
  * 32 dedicated connections (postgres, the trusted server path) run transactions that each
  * write 1–5 audit entries drawn at random from: a member added to or removed from a team
@@ -11,10 +11,10 @@
  * inside the transaction so that their lifetimes overlap. Two sealers run throughout. At the
  * end everything is sealed and private.verify_audit_chain() must report no break at all.
  */
-import { assert, assertEquals } from "./_support/assert.ts";
-import { closeAll, connect, createUsers, openClients, rng, type Sql, testSeed, type Tx } from "./_support/wallet.ts";
-import { createCatalog } from "./_support/stripe/billing_db.ts";
-import { invoice, stripeEvent, uid } from "./_support/stripe/events.ts";
+import { assert, assertEquals } from "../../functions/tests/_support/assert.ts";
+import { closeAll, connect, createUsers, openClients, rng, type Sql, testSeed, type Tx } from "../../functions/tests/_support/wallet.ts";
+import { createCatalog } from "../../functions/tests/_support/stripe/billing_db.ts";
+import { invoice, stripeEvent, uid } from "../../functions/tests/_support/stripe/events.ts";
 
 const CONNECTIONS = 32;
 const SECONDS = 10;

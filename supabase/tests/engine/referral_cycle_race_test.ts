@@ -1,14 +1,14 @@
 /**
  * Story: Ana and Ben redeem each other's referral codes at the same moment, hoping both
- * get paid. SPEC §4.4: no cycles, also when two users redeem each other's codes at once.
+ * get paid. docs/credits.md#referrals: no cycles, also when two users redeem each other's codes at once.
  *
  * Ana's redemption runs in an open transaction; Ben's starts while it is still open, and Ana
  * commits only once Ben's call has either finished or is waiting on a lock. Exactly one of
  * the two may succeed; the other is refused as a referral_cycle, and one reward is paid.
  */
-import { assert, assertEquals } from "./_support/assert.ts";
-import { attempt, closeAll, connect, createUser, openClients, type Sql, type Tx } from "./_support/wallet.ts";
-import { userClaims } from "./_support/tokens.ts";
+import { assert, assertEquals } from "../../functions/tests/_support/assert.ts";
+import { attempt, closeAll, connect, createUser, openClients, type Sql, type Tx } from "../../functions/tests/_support/wallet.ts";
+import { userClaims } from "../../functions/tests/_support/tokens.ts";
 
 async function actAs(tx: Tx, userId: string): Promise<void> {
   await tx`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', ${

@@ -7,10 +7,10 @@
  * setting that only `postgres` has cannot hide here.
  */
 import postgres from "postgres";
-import { sslFor } from "../_shared/db.ts";
-import { assert, assertEquals } from "./_support/assert.ts";
-import { TEST_DB_URL, userClaims } from "./_support/tokens.ts";
-import { attempt, checkInvariants, connect, createUser, ensureAction, snapshots } from "./_support/wallet.ts";
+import { sslFor } from "../../functions/_shared/db.ts";
+import { assert, assertEquals } from "../../functions/tests/_support/assert.ts";
+import { TEST_DB_URL, userClaims } from "../../functions/tests/_support/tokens.ts";
+import { attempt, checkInvariants, connect, createUser, ensureAction, snapshots } from "../../functions/tests/_support/wallet.ts";
 
 type Sql = postgres.Sql;
 type Tx = postgres.TransactionSql;

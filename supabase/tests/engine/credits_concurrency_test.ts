@@ -1,6 +1,6 @@
 /**
  * Story: many servers and browsers spend the same credits at the same time.
- * SPEC §4.3: "no overdraft under any concurrency"; balance = sum of ledger
+ * docs/credits.md#invariants: no overdraft under any concurrency; balance = sum of ledger
  * deltas = sum of unexpired remaining; idempotent retries charge once; holds
  * never reserve more than the balance; private.expire_credit_grants() is
  * idempotent and safe to run concurrently; nobody spends an expired credit.
@@ -12,7 +12,8 @@
  * runs them as the signed-in user (role authenticated + JWT claims in the
  * transaction, so the permission check runs).
  */
-import { assert, assertEquals } from "./_support/assert.ts";
+import type { CaptureCreditsResult, ReserveCreditsResult } from "../../../types/index.ts";
+import { assert, assertEquals } from "../../functions/tests/_support/assert.ts";
 import {
   asUserTx,
   attempt,
@@ -22,10 +23,8 @@ import {
   connect,
   createUser,
   createUsers,
-  ensureAction,
   grant,
   openClients,
-  raiseRateLimits,
   rng,
   runOnClients,
   shuffle,
@@ -34,7 +33,8 @@ import {
   type SqlOutcome,
   testSeed,
   type Tx,
-} from "./_support/wallet.ts";
+  withEngineSetup,
+} from "../../functions/tests/_support/wallet.ts";
 
 const CONNECTIONS = 32;
 
@@ -62,22 +62,9 @@ async function consume(
   return row.r;
 }
 
-/** Shared setup: an admin client, raised rate limits, the test actions; everything undone at the end. */
-async function withSetup(fn: (admin: Sql) => Promise<void>): Promise<void> {
-  const admin = connect(2);
-  try {
-    const restore = await raiseRateLimits(admin);
-    try {
-      await ensureAction(admin, "test_cost7", 7);
-      await ensureAction(admin, "test_cost3", 3);
-      await ensureAction(admin, "test_unit5", 5);
-      await fn(admin);
-    } finally {
-      await restore();
-    }
-  } finally {
-    await admin.end({ timeout: 5 });
-  }
+/** Shared setup (withEngineSetup) with this file's test actions. */
+function withSetup(fn: (admin: Sql) => Promise<void>): Promise<void> {
+  return withEngineSetup({ test_cost7: 7, test_cost3: 3, test_unit5: 5 }, fn);
 }
 
 function isInsufficient(outcome: SqlOutcome<unknown>, cost: number): boolean {
@@ -300,19 +287,8 @@ Deno.test("32 concurrent identical idempotent calls by the signed-in owner charg
   });
 });
 
-interface HoldResult {
-  hold_id: string;
-  amount: number;
-  available: number;
-}
-interface CaptureResult {
-  usage_event_id: string;
-  credits_charged: number;
-  released: number;
-  balance: number;
-  available: number;
-  replayed: boolean;
-}
+type HoldResult = Pick<ReserveCreditsResult, "hold_id" | "amount" | "available">;
+type CaptureResult = CaptureCreditsResult;
 
 Deno.test("concurrent holds on one wallet: 20 holds of 75 on 500 grant exactly 6; capture/release races keep held <= balance", async () => {
   await withSetup(async (admin) => {
