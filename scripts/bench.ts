@@ -166,7 +166,9 @@ async function benchMain(): Promise<void> {
   const clients = positiveInt(flags.clients ?? "32", "--clients");
   const only = typeof flags.only === "string" ? new Set(flags.only.split(",")) : null;
   for (const k of only ?? []) {
-    if (k !== "webhook" && k !== "audit" && k !== "summary" && !pairs.some((p) => p.key === k)) throw new UserError(`unknown pair "${k}"`, usage);
+    if (k !== "webhook" && k !== "audit" && k !== "summary" && !pairs.some((p) => p.key === k)) {
+      throw new UserError(`unknown pair "${k}"`, usage);
+    }
   }
   const withWebhook = !only || only.has("webhook");
   let webhook: WebhookBenchResult | null = null;
@@ -280,8 +282,7 @@ class Bench {
   /** Starts every run from the same state: the hot tables vacuumed. */
   async settle(): Promise<void> {
     await this.sql({
-      command:
-        "vacuum (analyze) bench.wallets, bench.profiles, public.credit_balances, ledger.lots, " +
+      command: "vacuum (analyze) bench.wallets, bench.profiles, public.credit_balances, ledger.lots, " +
         "private.rate_limit_buckets",
     });
   }
@@ -656,10 +657,20 @@ function printTable(
 function printWebhook(w: WebhookBenchResult): void {
   const target = 0.35;
   const met = w.ratio >= target;
-  console.log(`\n${bold("Webhook benchmark")} ${dim("(docs/performance.md#targets; signed invoice.paid deliveries: payment, plan credits, audit)")}`);
-  console.log(`  baseline  verify signature + insert raw event  ${w.baseline.perSecond.toFixed(0).padStart(6)} events/s`);
+  console.log(
+    `\n${bold("Webhook benchmark")} ${
+      dim("(docs/performance.md#targets; signed invoice.paid deliveries: payment, plan credits, audit)")
+    }`,
+  );
+  console.log(
+    `  baseline  verify signature + insert raw event  ${w.baseline.perSecond.toFixed(0).padStart(6)} events/s`,
+  );
   console.log(`  full      stripe-webhook handler               ${w.full.perSecond.toFixed(0).padStart(6)} events/s`);
-  console.log(`  ratio ${w.ratio.toFixed(2)}  target ≥ ${target.toFixed(2)}  ${met ? green("met") : red(`MISSED by ${(target - w.ratio).toFixed(2)}`)}`);
+  console.log(
+    `  ratio ${w.ratio.toFixed(2)}  target ≥ ${target.toFixed(2)}  ${
+      met ? green("met") : red(`MISSED by ${(target - w.ratio).toFixed(2)}`)
+    }`,
+  );
 }
 
 interface AuditScaling {
@@ -691,7 +702,8 @@ async function auditScaling(cluster: Cluster, logs: string, duration: number): P
           end loop;
         end $$`,
     });
-  const head = async () => Number((await sealer.sql({ tuples: true, command: "select position from private.audit_head()" })).trim());
+  const head = async () =>
+    Number((await sealer.sql({ tuples: true, command: "select position from private.audit_head()" })).trim());
   const half = Math.max(2, Math.round(duration / 2));
   await sides.one.pgbench(file, 5, false);
   await sides.many.pgbench(file, 5, false);
@@ -722,11 +734,21 @@ async function auditScaling(cluster: Cluster, logs: string, duration: number): P
 function printAuditScaling(a: AuditScaling): void {
   const target = 3;
   const met = a.ratio >= target;
-  console.log(`\n${bold("Audit benchmark")} ${dim("(audited staff adjustments: ledger, wallet, one audit entry; a sealer every second)")}`);
+  console.log(
+    `\n${bold("Audit benchmark")} ${
+      dim("(audited staff adjustments: ledger, wallet, one audit entry; a sealer every second)")
+    }`,
+  );
   console.log(`  1 client                 ${a.one.tps.toFixed(0).padStart(6)} tps  p95 ${a.one.p95.toFixed(2)} ms`);
   console.log(`  32 clients, 32 accounts  ${a.many.tps.toFixed(0).padStart(6)} tps  p95 ${a.many.p95.toFixed(2)} ms`);
-  console.log(`  ratio ${a.ratio.toFixed(2)}  target ≥ ${target.toFixed(2)}  ${met ? green("met") : red(`MISSED by ${(target - a.ratio).toFixed(2)}`)}`);
-  console.log(dim(`  ${a.sealed.toLocaleString("en")} entries sealed during the rounds; afterwards all sealed, no break`));
+  console.log(
+    `  ratio ${a.ratio.toFixed(2)}  target ≥ ${target.toFixed(2)}  ${
+      met ? green("met") : red(`MISSED by ${(target - a.ratio).toFixed(2)}`)
+    }`,
+  );
+  console.log(
+    dim(`  ${a.sealed.toLocaleString("en")} entries sealed during the rounds; afterwards all sealed, no break`),
+  );
 }
 
 function missBy(pair: Pair, ratio: number): string {

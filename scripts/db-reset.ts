@@ -4,7 +4,11 @@ import { devCluster, resetDatabase, upDatabase } from "./lib/stack.ts";
 import { startCron } from "./lib/cron.ts";
 
 await main(async () => {
-  parseArgs(Deno.args, {}, "usage: npm run db:reset\n\nDrops the local database and rebuilds it: bootstrap, migrations, seed.");
+  parseArgs(
+    Deno.args,
+    {},
+    "usage: npm run db:reset\n\nDrops the local database and rebuilds it: bootstrap, migrations, seed.",
+  );
   const cluster = devCluster();
   if (!(await cluster.running())) await upDatabase(cluster);
   const applied = await resetDatabase(cluster);

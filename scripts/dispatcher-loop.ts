@@ -21,7 +21,9 @@ async function tick(): Promise<void> {
     problem = e instanceof Error ? e.message : String(e);
   }
   // Say it once when something goes wrong and once when it is fixed, not every second.
-  if (problem !== lastProblem) console.log(`${stamp()} ${problem ? `dispatch failed: ${problem}` : "dispatch works again"}`);
+  if (problem !== lastProblem) {
+    console.log(`${stamp()} ${problem ? `dispatch failed: ${problem}` : "dispatch works again"}`);
+  }
   lastProblem = problem;
 }
 

@@ -26,10 +26,13 @@ for await (const entry of Deno.readDir(functionsDir)) {
   handlers.set(entry.name, module.handler as Handler);
 }
 
-const notFound = (message: string) =>
-  Response.json({ error: { code: "not_found", message } }, { status: 404 });
+const notFound = (message: string) => Response.json({ error: { code: "not_found", message } }, { status: 404 });
 
-Deno.serve({ hostname: "127.0.0.1", port, onListen: () => console.log(`functions: serving ${[...handlers.keys()].sort().join(", ") || "nothing"} on :${port}`) }, async (request) => {
+Deno.serve({
+  hostname: "127.0.0.1",
+  port,
+  onListen: () => console.log(`functions: serving ${[...handlers.keys()].sort().join(", ") || "nothing"} on :${port}`),
+}, async (request) => {
   const url = new URL(request.url);
   if (url.pathname === "/health") return Response.json({ ok: true, functions: [...handlers.keys()].sort() });
   const match = url.pathname.match(/^\/functions\/v1\/([^/]+)(\/.*)?$/);
@@ -39,6 +42,10 @@ Deno.serve({ hostname: "127.0.0.1", port, onListen: () => console.log(`functions
   url.pathname = `/${match[1]}${match[2] ?? ""}`;
   const started = performance.now();
   const response = await handler(new Request(url, request));
-  console.log(`${request.method} /functions/v1/${match[1]}${match[2] ?? ""} ${response.status} ${Math.round(performance.now() - started)}ms`);
+  console.log(
+    `${request.method} /functions/v1/${match[1]}${match[2] ?? ""} ${response.status} ${
+      Math.round(performance.now() - started)
+    }ms`,
+  );
   return response;
 });

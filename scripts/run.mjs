@@ -51,7 +51,11 @@ function ensureDependencies() {
   const missing = missingPackages(lock, installed, currentPlatform());
   if (missing.length === 0 && existsSync(join(root, "node_modules", ".bin", "deno"))) return;
   // On stderr, like npm ci's output: stdout stays the script's (`$(npm run -s token -- ...)`).
-  console.error(`• Installing ${installed ? "the changed" : "the"} dependencies from package-lock.json (npm ci): ${missing.join(", ") || "deno"}…`);
+  console.error(
+    `• Installing ${installed ? "the changed" : "the"} dependencies from package-lock.json (npm ci): ${
+      missing.join(", ") || "deno"
+    }…`,
+  );
   // Inside an npm script, npm_execpath is the npm that runs us; otherwise the one on PATH.
   const npm = process.env.npm_execpath;
   const args = ["ci", "--no-audit", "--no-fund", "--loglevel=error"];
@@ -59,7 +63,9 @@ function ensureDependencies() {
     ? spawnSync(process.execPath, [npm, ...args], { cwd: root, stdio: [0, 2, 2] })
     : spawnSync("npm", args, { cwd: root, stdio: [0, 2, 2] });
   if (result.status !== 0) {
-    console.error(`\nerror: npm ci failed (exit ${result.status ?? result.signal}); run \`npm ci\` in ${root} to see why.`);
+    console.error(
+      `\nerror: npm ci failed (exit ${result.status ?? result.signal}); run \`npm ci\` in ${root} to see why.`,
+    );
     process.exit(1);
   }
 }
@@ -71,10 +77,14 @@ function main() {
     process.exit(2);
   }
   ensureDependencies();
-  const child = spawn(join(root, "node_modules", ".bin", "deno"), ["run", "-A", "--quiet", join(root, script), ...args], {
-    cwd: root,
-    stdio: "inherit",
-  });
+  const child = spawn(
+    join(root, "node_modules", ".bin", "deno"),
+    ["run", "-A", "--quiet", join(root, script), ...args],
+    {
+      cwd: root,
+      stdio: "inherit",
+    },
+  );
   // Ctrl-C reaches the script itself (same process group): let it clean up and report.
   process.on("SIGINT", () => {});
   for (const signal of ["SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));

@@ -31,9 +31,14 @@ await main(async () => {
   const cron = await step("Scheduling the SQL sweepers with pg_cron", () => startCron(cluster, console.log));
   const secret = env.JWT_SECRET || DEFAULT_JWT_SECRET;
   if (!flags["no-functions"]) {
-    await step(`Serving edge functions on port ${FUNCTIONS_PORT}`, () =>
-      startFunctions({ ...Deno.env.toObject(), ...env, JWT_SECRET: secret }));
-    await step("Calling dispatch every second", () => startDispatcher(`${functionsUrl()}/dispatch`, env.DISPATCH_SECRET));
+    await step(
+      `Serving edge functions on port ${FUNCTIONS_PORT}`,
+      () => startFunctions({ ...Deno.env.toObject(), ...env, JWT_SECRET: secret }),
+    );
+    await step(
+      "Calling dispatch every second",
+      () => startDispatcher(`${functionsUrl()}/dispatch`, env.DISPATCH_SECRET),
+    );
   }
   const keys = await apiKeys(secret);
   const rows: Array<[string, string]> = [
@@ -44,9 +49,22 @@ await main(async () => {
     ["anon key", keys.anon],
     ["service_role key", keys.serviceRole],
     ["pg_cron", cron],
-    ["Dispatcher", flags["no-functions"] ? yellow("not started (--no-functions)") : `POST ${functionsUrl()}/dispatch every second (log ${dispatcherLogFile.replace(/^.*\/\.local\//, ".local/")})`],
+    [
+      "Dispatcher",
+      flags["no-functions"]
+        ? yellow("not started (--no-functions)")
+        : `POST ${functionsUrl()}/dispatch every second (log ${
+          dispatcherLogFile.replace(/^.*\/\.local\//, ".local/")
+        })`,
+    ],
   ];
   console.log(`\n${green("ledgerbase local stack is running.")}\n`);
   for (const [k, v] of rows) console.log(`${bold(k.padStart(17))}: ${v}`);
-  console.log(dim(`\nA user token for curl: npm run token -- you@example.com    Stop: npm stop    Logs: ${displayPath(functionsLogFile)}, ${displayPath(join(cluster.dir, "server.log"))}`));
+  console.log(
+    dim(
+      `\nA user token for curl: npm run token -- you@example.com    Stop: npm stop    Logs: ${
+        displayPath(functionsLogFile)
+      }, ${displayPath(join(cluster.dir, "server.log"))}`,
+    ),
+  );
 });

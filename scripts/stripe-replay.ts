@@ -58,7 +58,6 @@ export function parseEvents(text: string): unknown[] {
   }
 }
 
-
 /** host:port of a database URL (never its password). */
 function databaseHost(url: string | undefined): string {
   try {
@@ -74,7 +73,9 @@ await main(async () => {
   if (positional.length !== 1) throw new UserError("give one file of events", usage);
   const raw = parseEvents(await Deno.readTextFile(positional[0]));
   const events = raw.filter(isEvent);
-  if (events.length !== raw.length) throw new UserError(`${raw.length - events.length} entries are not Stripe events (id, type, created)`);
+  if (events.length !== raw.length) {
+    throw new UserError(`${raw.length - events.length} entries are not Stripe events (id, type, created)`);
+  }
   // Oldest first, ties by id: the order the ordering guard would pick anyway.
   events.sort((a, b) => a.created - b.created || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 
@@ -83,7 +84,11 @@ await main(async () => {
   if (!secret) throw new UserError("STRIPE_WEBHOOK_SECRET is not set (environment or supabase/functions/.env)");
   const url = typeof flags.url === "string" ? flags.url : undefined;
   const local = url === undefined ? createWebhookHandler({ env }) : undefined;
-  console.log(`${bold("stripe:replay")} ${events.length} events ${dim(url ? `→ ${url}` : `→ local handler, database ${databaseHost(env.get("SUPABASE_DB_URL"))}`)}`);
+  console.log(
+    `${bold("stripe:replay")} ${events.length} events ${
+      dim(url ? `→ ${url}` : `→ local handler, database ${databaseHost(env.get("SUPABASE_DB_URL"))}`)
+    }`,
+  );
 
   const counts: Record<string, number> = {};
   try {
@@ -99,7 +104,11 @@ await main(async () => {
       const body = await response.json().catch(() => ({}));
       const status = response.ok ? String(body.status ?? "ok") : `http_${response.status}`;
       counts[status] = (counts[status] ?? 0) + 1;
-      if (!response.ok) console.log(`  ${red("✗")} ${event.id} ${event.type}: ${response.status} ${JSON.stringify(body.error ?? body)}`);
+      if (!response.ok) {
+        console.log(
+          `  ${red("✗")} ${event.id} ${event.type}: ${response.status} ${JSON.stringify(body.error ?? body)}`,
+        );
+      }
     }
   } finally {
     await closeDb();

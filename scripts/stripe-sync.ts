@@ -19,15 +19,21 @@ const usage = `usage: npm run stripe:sync [-- --dry-run] [--only=key,key]
   --dry-run        read Stripe and the catalog, print what would change, change nothing
   --only=KEYS      only these plan or credit-pack keys (comma-separated)`;
 
-
 await main(async () => {
   const { flags, positional } = parseArgs(Deno.args, { "dry-run": "boolean", only: "string" }, usage);
   if (positional.length > 0) throw new UserError(`unexpected argument ${positional[0]}`, usage);
   const env = await functionsSettings();
   const stripe = stripeFromEnv(env);
-  if (!stripe.ok) throw new UserError(stripe.error.message, "set STRIPE_SECRET_KEY (environment or supabase/functions/.env)");
+  if (!stripe.ok) {
+    throw new UserError(stripe.error.message, "set STRIPE_SECRET_KEY (environment or supabase/functions/.env)");
+  }
   const dbUrl = env.get("SUPABASE_DB_URL");
-  if (!dbUrl) throw new UserError("SUPABASE_DB_URL is not set and the local stack's URL is unknown", "run npm start, or set SUPABASE_DB_URL");
+  if (!dbUrl) {
+    throw new UserError(
+      "SUPABASE_DB_URL is not set and the local stack's URL is unknown",
+      "run npm start, or set SUPABASE_DB_URL",
+    );
+  }
   const dryRun = flags["dry-run"] === true;
   const keys = typeof flags.only === "string" ? flags.only.split(",").map((k) => k.trim()).filter((k) => k) : undefined;
   const sql = createDb(dbUrl, { max: 1 });

@@ -8,7 +8,17 @@
 import { join, relative } from "node:path";
 import { bold, dim, formatMs, green, main, parseArgs, red, step, UserError } from "./lib/log.ts";
 import { Cluster, ensurePackages, freePort, portInUse } from "./lib/postgres.ts";
-import { bin, clusterHome, databaseTestsDir, engineTestsDir, functionsDir, local, platformDir, root, typesFile } from "./lib/paths.ts";
+import {
+  bin,
+  clusterHome,
+  databaseTestsDir,
+  engineTestsDir,
+  functionsDir,
+  local,
+  platformDir,
+  root,
+  typesFile,
+} from "./lib/paths.ts";
 import { run } from "./lib/proc.ts";
 import { generateTypes, pushMigrations, supabase } from "./lib/supabase.ts";
 import { parseDenoSummary, parseProveOutput } from "./lib/tap.ts";
@@ -22,7 +32,7 @@ const usage = `usage: npm test [-- [--keep] [--only=steps] [files...]]
 
   --keep         leave the test database running afterwards (its URL is printed)
   --only=LIST    run only these steps (comma list): released, schema, pgtap, deno, upgrade, lint, advisors,
-                 types (drift and deno check)
+                 types (drift and deno check), fmt (deno fmt --check)
   files...       run only these pgTAP (.sql) or Deno (.ts) test files`;
 
 type Outcome = { name: string; passed: number; failed: number; skipped: number; ms: number; note?: string };
@@ -30,7 +40,7 @@ type Outcome = { name: string; passed: number; failed: number; skipped: number; 
 await main(async () => {
   const { flags, positional } = parseArgs(Deno.args, { keep: "boolean", only: "string" }, usage);
   const only = typeof flags.only === "string" ? new Set(flags.only.split(",")) : null;
-  const known = ["released", "schema", "pgtap", "deno", "upgrade", "lint", "advisors", "types"];
+  const known = ["released", "schema", "pgtap", "deno", "upgrade", "lint", "advisors", "types", "fmt"];
   for (const s of only ?? []) if (!known.includes(s)) throw new UserError(`unknown step "${s}"`, usage);
   const wants = (s: string) => !only || only.has(s);
   const sqlFiles = positional.filter((f) => f.endsWith(".sql"));
@@ -40,7 +50,10 @@ await main(async () => {
 
   if (positional.length === 0 && wants("released")) outcomes.push(await releasedCheck());
 
-  await step("Checking Debian packages (PostgreSQL 15, pgTAP, plpgsql_check, pg_prove)", () => ensurePackages(console.log));
+  await step(
+    "Checking Debian packages (PostgreSQL 15, pgTAP, plpgsql_check, pg_prove)",
+    () => ensurePackages(console.log),
+  );
 
   await removeAbandonedClusters();
   const cluster = await step("Creating a throw-away cluster", () => throwAwayCluster());
@@ -69,14 +82,25 @@ await main(async () => {
       if (wants("upgrade")) outcomes.push(await upgrade(cluster));
       if (wants("lint")) outcomes.push(await lint(cluster, url));
       if (wants("advisors")) {
-        outcomes.push(await check("supabase db advisors (security)", [
-          "db", "advisors", `--remote=${url}`, "--type", "security", "--level", "warn", "--fail-on", "warn",
-        ]));
+        outcomes.push(
+          await check("supabase db advisors (security)", [
+            "db",
+            "advisors",
+            `--remote=${url}`,
+            "--type",
+            "security",
+            "--level",
+            "warn",
+            "--fail-on",
+            "warn",
+          ]),
+        );
       }
       if (wants("types")) {
         outcomes.push(await typesDrift(url));
         outcomes.push(await typeCheck());
       }
+      if (wants("fmt")) outcomes.push(await formatCheck());
     }
   } finally {
     if (flags.keep) console.log(`\n${bold("test database kept:")} ${url}  ${dim("(the next npm test replaces it)")}`);
@@ -87,9 +111,17 @@ await main(async () => {
   for (const o of outcomes) {
     const mark = o.failed ? red("✗") : green("✓");
     const skipped = o.skipped ? `, ${o.skipped} skipped` : "";
-    console.log(`  ${mark} ${o.name.padEnd(34)} ${o.passed} passed, ${o.failed} failed${skipped} ${dim(formatMs(o.ms))}${o.note ? `  ${o.note}` : ""}`);
+    console.log(
+      `  ${mark} ${o.name.padEnd(34)} ${o.passed} passed, ${o.failed} failed${skipped} ${dim(formatMs(o.ms))}${
+        o.note ? `  ${o.note}` : ""
+      }`,
+    );
   }
-  const total = outcomes.reduce((t, o) => ({ p: t.p + o.passed, f: t.f + o.failed, s: t.s + o.skipped }), { p: 0, f: 0, s: 0 });
+  const total = outcomes.reduce((t, o) => ({ p: t.p + o.passed, f: t.f + o.failed, s: t.s + o.skipped }), {
+    p: 0,
+    f: 0,
+    s: 0,
+  });
   const failedSteps = outcomes.filter((o) => o.failed).map((o) => o.name);
   if (failedSteps.length) console.log(`\n${red("failed:")} ${failedSteps.join(", ")}`);
   console.log(`${total.p} passed, ${total.f} failed${total.s ? `, ${total.s} skipped` : ""}`);
@@ -130,7 +162,9 @@ async function removeAbandonedClusters(): Promise<void> {
 
 async function sqlIn(dir: string): Promise<string[]> {
   const files: string[] = [];
-  for await (const entry of Deno.readDir(dir)) if (entry.isFile && entry.name.endsWith(".test.sql")) files.push(join(dir, entry.name));
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.isFile && entry.name.endsWith(".test.sql")) files.push(join(dir, entry.name));
+  }
   return files.sort();
 }
 
@@ -144,7 +178,18 @@ function withHelpers(files: string[]): string[] {
 async function pgTap(name: string, port: number, files: string[]): Promise<Outcome> {
   return await timed(name, async () => {
     console.log(`${dim("•")} ${name}: pg_prove over ${files.length} files…`);
-    const result = await run("pg_prove", ["-v", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", ...files.map((f) => relative(root, f))], {
+    const result = await run("pg_prove", [
+      "-v",
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(port),
+      "-U",
+      "postgres",
+      "-d",
+      "postgres",
+      ...files.map((f) => relative(root, f)),
+    ], {
       cwd: root,
       env: { PGOPTIONS: "--client-min-messages=warning" },
     });
@@ -180,7 +225,10 @@ async function denoTests(url: string, files: string[]): Promise<Outcome> {
     };
     // One run over both folders, so its summary counts every Deno test.
     const targets = files.length ? files : [relative(root, functionsDir), relative(root, engineTestsDir)];
-    const result = await run(bin("deno"), ["test", "-A", "--permit-no-files", "--no-prompt", ...targets], { cwd: root, env });
+    const result = await run(bin("deno"), ["test", "-A", "--permit-no-files", "--no-prompt", ...targets], {
+      cwd: root,
+      env,
+    });
     const output = result.stdout + "\n" + result.stderr;
     const summary = parseDenoSummary(output);
     const lines = output.split("\n").filter((l) => l.trim());
@@ -213,7 +261,7 @@ async function check(name: string, args: string[]): Promise<Outcome> {
     const result = await supabase(args);
     const text = (result.stdout + "\n" + result.stderr).split("\n")
       .filter((l) => l.trim() && !/^Target:|without TLS|^│|^▲/.test(l));
-    if (result.code !== 0) for (const l of text.slice(-40)) console.log(`      ${l}`);
+    if (result.code !== 0) { for (const l of text.slice(-40)) console.log(`      ${l}`); }
     console.log(`  ${result.code ? red("✗") : green("✓")} ${name}`);
     return { passed: result.code ? 0 : 1, failed: result.code ? 1 : 0, skipped: 0 };
   });
@@ -225,9 +273,19 @@ async function lint(cluster: Cluster, url: string): Promise<Outcome> {
   return await timed(name, async () => {
     console.log(`${dim("•")} ${name} (with a broken function planted in public and in private)…`);
     const verdict = await lintGate(cluster, url);
-    if (verdict.excused.length) console.log(dim(`    not ours, not counted: ${verdict.excused.length} extension functions (${verdict.excused.slice(0, 3).join(", ")}, …)`));
+    if (verdict.excused.length) {
+      console.log(
+        dim(
+          `    not ours, not counted: ${verdict.excused.length} extension functions (${
+            verdict.excused.slice(0, 3).join(", ")
+          }, …)`,
+        ),
+      );
+    }
     for (const r of verdict.blocking) for (const i of r.issues) console.log(`      ${r.function}: ${i.message}`);
-    for (const c of verdict.missedCanaries) console.log(`      ${red(`the gate missed the planted error in ${c}: it would hide findings there`)}`);
+    for (const c of verdict.missedCanaries) {
+      console.log(`      ${red(`the gate missed the planted error in ${c}: it would hide findings there`)}`);
+    }
     if (!verdict.ok && !verdict.blocking.length && !verdict.missedCanaries.length) {
       for (const l of verdict.output.split("\n").filter((l) => l.trim()).slice(-40)) console.log(`      ${l}`);
     }
@@ -294,9 +352,15 @@ async function typeCheck(): Promise<Outcome> {
     console.log(`${dim("•")} deno check: typed supabase-js calls and scripts…`);
     const targets = ["types/index.ts", "types/client_check.ts", ...(await tsIn(join(root, "scripts")))];
     const checked = await run(bin("deno"), ["check", "--quiet", ...targets], { cwd: root, env: { NO_COLOR: "1" } });
-    const linted = checked.code === 0 ? await run(bin("deno"), ["lint", "--quiet"], { cwd: root, env: { NO_COLOR: "1" } }) : checked;
+    const linted = checked.code === 0
+      ? await run(bin("deno"), ["lint", "--quiet"], { cwd: root, env: { NO_COLOR: "1" } })
+      : checked;
     for (const result of [checked, linted]) {
-      if (result.code !== 0) for (const l of (result.stderr + result.stdout).split("\n").filter((l) => l.trim()).slice(0, 40)) console.log(`      ${l}`);
+      if (result.code !== 0) {
+        for (const l of (result.stderr + result.stdout).split("\n").filter((l) => l.trim()).slice(0, 40)) {
+          console.log(`      ${l}`);
+        }
+      }
     }
     const failed = checked.code !== 0 || linted.code !== 0;
     console.log(`  ${failed ? red("✗") : green("✓")} deno check and deno lint`);
@@ -304,9 +368,31 @@ async function typeCheck(): Promise<Outcome> {
   });
 }
 
+/** The tree is formatted as `deno fmt` writes it (TypeScript, JSON, Markdown; deno.json excludes generated types). */
+async function formatCheck(): Promise<Outcome> {
+  return await timed("deno fmt --check", async () => {
+    console.log(`${dim("•")} deno fmt --check: the tree as deno fmt writes it…`);
+    const result = await run(bin("deno"), ["fmt", "--check"], { cwd: root, env: { NO_COLOR: "1" } });
+    const unformatted = (result.stderr + result.stdout).split("\n").filter((l) => l.startsWith("from ")).map((l) =>
+      relative(root, l.slice(5).replace(/:$/, ""))
+    );
+    if (result.code !== 0) {
+      for (const file of unformatted.slice(0, 20)) console.log(`      not formatted: ${file}`);
+      console.log(
+        `  ${red("✗")} ${unformatted.length || "some"} file(s) not formatted: run \`npx deno fmt\` and commit`,
+      );
+      return { passed: 0, failed: 1, skipped: 0 };
+    }
+    console.log(`  ${green("✓")} every file is formatted`);
+    return { passed: 1, failed: 0, skipped: 0 };
+  });
+}
+
 async function tsIn(dir: string): Promise<string[]> {
   const files: string[] = [];
-  for await (const entry of Deno.readDir(dir)) if (entry.isFile && entry.name.endsWith(".ts")) files.push(relative(root, join(dir, entry.name)));
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.isFile && entry.name.endsWith(".ts")) files.push(relative(root, join(dir, entry.name)));
+  }
   return files.sort();
 }
 

@@ -18,7 +18,9 @@ await main(async () => {
   const { flags, positional } = parseArgs(Deno.args, { hours: "string" }, usage);
   const email = positional[0]?.trim().toLowerCase();
   if (!email || positional.length > 1) throw new UserError("give exactly one email", usage);
-  if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) throw new UserError(`"${positional[0]}" is not an email address`, usage);
+  if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) {
+    throw new UserError(`"${positional[0]}" is not an email address`, usage);
+  }
   const hours = Number(flags.hours ?? 1);
   if (!(hours > 0 && hours <= 24 * 30)) throw new UserError("--hours must be between 0 and 720");
   const cluster = await requireRunningDatabase(devCluster());
@@ -31,7 +33,19 @@ await main(async () => {
     where not exists (select from auth.users where email = :'email' and not is_sso_user);
     select id, is_anonymous, raw_app_meta_data, raw_user_meta_data from auth.users
     where email = :'email' and not is_sso_user;`;
-  const result = await must("create the user", join(pgBin, "psql"), ["-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-v", `email=${email}`, "-d", cluster.url()], { stdin: sql });
+  const result = await must("create the user", join(pgBin, "psql"), [
+    "-X",
+    "-q",
+    "-At",
+    "-F",
+    "\t",
+    "-v",
+    "ON_ERROR_STOP=1",
+    "-v",
+    `email=${email}`,
+    "-d",
+    cluster.url(),
+  ], { stdin: sql });
   const [id, anonymous, appMeta, userMeta] = result.stdout.trim().split("\n").pop()!.split("\t");
   const { values } = await ensureFunctionsEnv();
   const now = Math.floor(Date.now() / 1000);

@@ -18,13 +18,22 @@ import {
 export async function typedCalls(url: string, key: string): Promise<void> {
   const supabase = createClient<Database>(url, key);
 
-  const args: RpcArgs<"consume_credits"> = { account_id: "00000000-0000-0000-0000-000000000000", action: "api_call", quantity: 3 };
+  const args: RpcArgs<"consume_credits"> = {
+    account_id: "00000000-0000-0000-0000-000000000000",
+    action: "api_call",
+    quantity: 3,
+  };
   const consumed = await supabase.rpc("consume_credits", args);
   const result = asResult<ConsumeCreditsResult>(consumed.data);
   const charged: number | undefined = result?.credits_charged;
   if (apiErrorCode(consumed.error) === "insufficient_credits") void charged;
 
-  const reserved = await supabase.rpc("reserve_credits", { account_id: args.account_id, action: "ai_tokens", quantity: 4000, ttl_seconds: 600 });
+  const reserved = await supabase.rpc("reserve_credits", {
+    account_id: args.account_id,
+    action: "ai_tokens",
+    quantity: 4000,
+    ttl_seconds: 600,
+  });
   const hold = asResult<ReserveCreditsResult>(reserved.data);
   if (hold) await supabase.rpc("capture_credits", { hold_id: hold.hold_id, quantity: 3500 });
 
@@ -32,7 +41,8 @@ export async function typedCalls(url: string, key: string): Promise<void> {
   const available: number | undefined = wallets?.[0]?.available ?? undefined;
   void available;
 
-  const ledger: Row<"credit_ledger">[] = (await supabase.from("credit_ledger").select("*").order("id", { ascending: false }).limit(50)).data ?? [];
+  const ledger: Row<"credit_ledger">[] =
+    (await supabase.from("credit_ledger").select("*").order("id", { ascending: false }).limit(50)).data ?? [];
   const delta: number | undefined = ledger[0]?.delta;
   void delta;
 
@@ -40,12 +50,18 @@ export async function typedCalls(url: string, key: string): Promise<void> {
   void team;
 
   const billing = await supabase.rpc("create_role", {
-    account_id: args.account_id, key: "billing", name: "Billing", permissions: ["billing.read", "billing.manage"],
+    account_id: args.account_id,
+    key: "billing",
+    name: "Billing",
+    permissions: ["billing.read", "billing.manage"],
   });
   if (billing.data) await supabase.rpc("delete_role", { role_id: billing.data, replacement: "member" });
   if (apiErrorCode(billing.error) === "role_exists") void billing;
   const keyed = await supabase.rpc("create_api_key", {
-    account_id: args.account_id, name: "Batch", rate_limit_capacity: 5, rate_limit_refill_per_second: 1,
+    account_id: args.account_id,
+    name: "Batch",
+    rate_limit_capacity: 5,
+    rate_limit_refill_per_second: 1,
   });
   void keyed;
   const roles: Row<"roles">[] = (await supabase.from("roles").select("*").is("account_id", null)).data ?? [];
@@ -57,21 +73,39 @@ export async function typedCalls(url: string, key: string): Promise<void> {
   await supabase.rpc("consume_credits", { action: "api_call" });
   // @ts-expect-error there is no RPC named "spend_credits"
   await supabase.rpc("spend_credits", {});
-  const endpoint = asResult<CreateWebhookEndpointResult>((await supabase.rpc("create_webhook_endpoint", {
-    account_id: args.account_id, url: "https://example.com/hooks", event_types: ["credits.low"],
-  })).data);
-  const live: boolean | null = (await supabase.rpc("has_feature", { account_id: args.account_id, feature: "sso" })).data;
+  const endpoint = asResult<CreateWebhookEndpointResult>(
+    (await supabase.rpc("create_webhook_endpoint", {
+      account_id: args.account_id,
+      url: "https://example.com/hooks",
+      event_types: ["credits.low"],
+    })).data,
+  );
+  const live: boolean | null =
+    (await supabase.rpc("has_feature", { account_id: args.account_id, feature: "sso" })).data;
   const log: Row<"webhook_deliveries">[] = (await supabase.from("webhook_deliveries").select("*")).data ?? [];
   const topup = (await supabase.rpc("set_auto_topup", {
-    account_id: args.account_id, enabled: true, threshold: 100, credit_pack: "credits_1000", monthly_limit: 4,
+    account_id: args.account_id,
+    enabled: true,
+    threshold: 100,
+    credit_pack: "credits_1000",
+    monthly_limit: 4,
   })).data;
   const topups: Row<"auto_topup_attempts">[] = (await supabase.from("auto_topup_attempts").select("*")).data ?? [];
-  // @ts-expect-error threshold is a number of credits, not a string
-  await supabase.rpc("set_auto_topup", { account_id: args.account_id, enabled: true, threshold: "100", credit_pack: "x" });
+  await supabase.rpc("set_auto_topup", {
+    account_id: args.account_id,
+    enabled: true,
+    // @ts-expect-error threshold is a number of credits, not a string
+    threshold: "100",
+    credit_pack: "x",
+  });
   void endpoint?.secret, live, log, topup?.consecutive_failures, topups;
   const bucket: UsageBucket = "day";
   const usage = await supabase.rpc("usage_summary", {
-    account_id: args.account_id, since: "2026-11-01T00:00:00Z", until: "2026-12-01T00:00:00Z", bucket, group_by: "category",
+    account_id: args.account_id,
+    since: "2026-11-01T00:00:00Z",
+    until: "2026-12-01T00:00:00Z",
+    bucket,
+    group_by: "category",
   });
   const perDay: RpcReturns<"usage_summary"> = usage.data ?? [];
   const credits: number | undefined = perDay[0]?.credits;

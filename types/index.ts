@@ -14,8 +14,8 @@ export type { Database, Json, Tables, TablesInsert, TablesUpdate } from "./datab
 type PublicSchema = Database["public"];
 
 /** A row of a public table or view: `Row<"credit_balances">`. */
-export type Row<T extends keyof PublicSchema["Tables"] | keyof PublicSchema["Views"]> = T extends keyof PublicSchema["Tables"]
-  ? PublicSchema["Tables"][T]["Row"]
+export type Row<T extends keyof PublicSchema["Tables"] | keyof PublicSchema["Views"]> = T extends
+  keyof PublicSchema["Tables"] ? PublicSchema["Tables"][T]["Row"]
   : T extends keyof PublicSchema["Views"] ? PublicSchema["Views"][T]["Row"]
   : never;
 

@@ -18,4 +18,7 @@ export const functionsPidFile = join(local, "functions.pid");
 export const functionsLogFile = join(local, "functions.log");
 export const functionsUrl = (port = FUNCTIONS_PORT) => `http://127.0.0.1:${port}/functions/v1`;
 /** The local stack's URLs, as the edge functions are given them (scripts/lib/env.ts withStackUrls). */
-export const stackUrls = { dbUrl: `postgresql://postgres:postgres@127.0.0.1:${DEV_DB_PORT}/postgres`, apiUrl: `http://127.0.0.1:${FUNCTIONS_PORT}` };
+export const stackUrls = {
+  dbUrl: `postgresql://postgres:postgres@127.0.0.1:${DEV_DB_PORT}/postgres`,
+  apiUrl: `http://127.0.0.1:${FUNCTIONS_PORT}`,
+};

@@ -14,7 +14,10 @@ export async function ensureCronPackage(log: (line: string) => void = () => {}):
   if (await exists(CRON_CONTROL)) return;
   const command = `apt-get update && apt-get install -y ${CRON_PACKAGE}`;
   if (!isRoot()) {
-    throw new UserError(`missing Debian package: ${CRON_PACKAGE}`, `run as root: sudo sh -c '${command}'  (then run this command again)`);
+    throw new UserError(
+      `missing Debian package: ${CRON_PACKAGE}`,
+      `run as root: sudo sh -c '${command}'  (then run this command again)`,
+    );
   }
   log(`installing ${CRON_PACKAGE} with apt-get (once per machine)`);
   const env = { DEBIAN_FRONTEND: "noninteractive" };
@@ -24,7 +27,17 @@ export async function ensureCronPackage(log: (line: string) => void = () => {}):
 
 /** One value from SQL, unaligned and without headers. */
 async function query(cluster: Cluster, sql: string, user = "supabase_admin"): Promise<string> {
-  const result = await must("psql", join(pgBin, "psql"), ["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-d", cluster.url(user), "-c", sql]);
+  const result = await must("psql", join(pgBin, "psql"), [
+    "-X",
+    "-q",
+    "-tA",
+    "-v",
+    "ON_ERROR_STOP=1",
+    "-d",
+    cluster.url(user),
+    "-c",
+    sql,
+  ]);
   return result.stdout.trim();
 }
 
@@ -58,7 +71,11 @@ export async function scheduleSweepers(cluster: Cluster): Promise<CronStatus> {
   await query(cluster, "create extension if not exists pg_cron");
   // On Supabase, postgres manages its own cron jobs.
   await query(cluster, "grant usage on schema cron to postgres; grant all on all tables in schema cron to postgres");
-  const rows = (await query(cluster, "select job_name || '|' || schedule || '|' || scheduled from private.schedule_sweepers()", "postgres"))
+  const rows = (await query(
+    cluster,
+    "select job_name || '|' || schedule || '|' || scheduled from private.schedule_sweepers()",
+    "postgres",
+  ))
     .split("\n").filter(Boolean).map((line) => line.split("|"));
   return {
     scheduled: rows.filter((r) => r[2] === "true").map((r) => `${r[0].replace(/^ledgerbase-/, "")} (${r[1]})`),

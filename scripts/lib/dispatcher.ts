@@ -12,10 +12,14 @@ export const dispatcherLogFile = join(local, "dispatcher.log");
 /** DISPATCH_SECRET from .env, or a new random one written there (32 bytes, hex). */
 export async function ensureDispatchSecret(values: Record<string, string>): Promise<string> {
   if (values.DISPATCH_SECRET && values.DISPATCH_SECRET.length >= 32) return values.DISPATCH_SECRET;
-  const secret = Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0")).join("");
+  const secret = Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
   const text = await Deno.readTextFile(functionsEnv);
   const line = `DISPATCH_SECRET=${secret}`;
-  const updated = /^DISPATCH_SECRET=.*$/m.test(text) ? text.replace(/^DISPATCH_SECRET=.*$/m, line) : `${text.trimEnd()}\n${line}\n`;
+  const updated = /^DISPATCH_SECRET=.*$/m.test(text)
+    ? text.replace(/^DISPATCH_SECRET=.*$/m, line)
+    : `${text.trimEnd()}\n${line}\n`;
   await Deno.writeTextFile(functionsEnv, updated);
   return secret;
 }
@@ -53,7 +57,9 @@ export async function startDispatcher(url: string, secret: string): Promise<void
   await stopDispatcher();
   await Deno.mkdir(local, { recursive: true });
   const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-  const command = [bin("deno"), "run", "-A", "--quiet", join(root, "scripts", "dispatcher-loop.ts")].map(quote).join(" ");
+  const command = [bin("deno"), "run", "-A", "--quiet", join(root, "scripts", "dispatcher-loop.ts")].map(quote).join(
+    " ",
+  );
   const result = await must("start the dispatcher", "sh", [
     "-c",
     `setsid ${command} >> ${quote(dispatcherLogFile)} 2>&1 < /dev/null & echo $!`,
@@ -62,6 +68,9 @@ export async function startDispatcher(url: string, secret: string): Promise<void
   await new Promise((r) => setTimeout(r, 300));
   if (!(await readPid())) {
     const log = await Deno.readTextFile(dispatcherLogFile).catch(() => "");
-    throw new UserError(`the dispatcher did not start:\n${log.split("\n").slice(-10).join("\n")}`, `see ${dispatcherLogFile}`);
+    throw new UserError(
+      `the dispatcher did not start:\n${log.split("\n").slice(-10).join("\n")}`,
+      `see ${dispatcherLogFile}`,
+    );
   }
 }

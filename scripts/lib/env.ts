@@ -39,12 +39,19 @@ const FORMER_EXAMPLE: Record<string, string> = {
  * The functions' settings against the local stack: SUPABASE_DB_URL and SUPABASE_URL are the
  * stack's own (on LEDGERBASE_DB_PORT and LEDGERBASE_FUNCTIONS_PORT) unless the user set them.
  */
-export function withStackUrls(values: Record<string, string>, stack: { dbUrl: string; apiUrl: string }): Record<string, string> {
+export function withStackUrls(
+  values: Record<string, string>,
+  stack: { dbUrl: string; apiUrl: string },
+): Record<string, string> {
   const own = (name: string) => {
     const value = values[name]?.trim();
     return value && value !== FORMER_EXAMPLE[name] ? value : undefined;
   };
-  return { ...values, SUPABASE_DB_URL: own("SUPABASE_DB_URL") ?? stack.dbUrl, SUPABASE_URL: own("SUPABASE_URL") ?? stack.apiUrl };
+  return {
+    ...values,
+    SUPABASE_DB_URL: own("SUPABASE_DB_URL") ?? stack.dbUrl,
+    SUPABASE_URL: own("SUPABASE_URL") ?? stack.apiUrl,
+  };
 }
 
 /**

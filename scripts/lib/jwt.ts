@@ -2,7 +2,9 @@
 import { SignJWT } from "jose";
 
 export async function signJwt(secret: string, claims: Record<string, unknown>): Promise<string> {
-  return await new SignJWT(claims).setProtectedHeader({ alg: "HS256", typ: "JWT" }).sign(new TextEncoder().encode(secret));
+  return await new SignJWT(claims).setProtectedHeader({ alg: "HS256", typ: "JWT" }).sign(
+    new TextEncoder().encode(secret),
+  );
 }
 
 /** The anon and service_role API keys (the same payloads as the Supabase CLI's local keys). */

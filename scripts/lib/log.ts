@@ -45,7 +45,9 @@ export async function main(run: () => Promise<number | void>): Promise<never> {
       console.error(`\n${red("error:")} ${error.message}`);
       if (error.hint) console.error(`${yellow("what to do:")} ${error.hint}`);
     } else {
-      console.error(`\n${red("unexpected error:")} ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
+      console.error(
+        `\n${red("unexpected error:")} ${error instanceof Error ? error.stack ?? error.message : String(error)}`,
+      );
     }
     Deno.exit(1);
   }

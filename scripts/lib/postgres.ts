@@ -60,7 +60,9 @@ export class Cluster {
   /** Runs a server binary as the `postgres` OS user when we are root (initdb refuses root). */
   private async pg(what: string, binary: string, args: string[]) {
     const path = join(pgBin, binary);
-    return isRoot() ? await must(what, "runuser", ["-u", "postgres", "--", path, ...args]) : await must(what, path, args);
+    return isRoot()
+      ? await must(what, "runuser", ["-u", "postgres", "--", path, ...args])
+      : await must(what, path, args);
   }
 
   async initialized(): Promise<boolean> {
@@ -81,12 +83,20 @@ export class Cluster {
     await Deno.mkdir(this.dir, { recursive: true });
     if (isRoot()) {
       // Folders we create on the way must let the postgres OS user through, whatever the umask.
-      for (let dir = dirname(this.dir); dir.startsWith("/var/lib/ledgerbase"); dir = dirname(dir)) await Deno.chmod(dir, 0o755);
+      for (let dir = dirname(this.dir); dir.startsWith("/var/lib/ledgerbase"); dir = dirname(dir)) {
+        await Deno.chmod(dir, 0o755);
+      }
       await must("chown", "chown", ["-R", "postgres:postgres", this.dir]);
       await assertReachable(this.dir);
     }
     await this.pg("initdb", "initdb", [
-      "-D", this.dir, "-U", "supabase_admin", "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
+      "-D",
+      this.dir,
+      "-U",
+      "supabase_admin",
+      "--auth=trust",
+      "--encoding=UTF8",
+      "--locale=C.UTF-8",
       ...(this.options.ephemeral ? ["--no-sync"] : []),
     ]);
     const settings = [
@@ -109,7 +119,16 @@ export class Cluster {
         `stop whatever listens there (\`ss -ltnp 'sport = :${this.port}'\` shows it; \`npx supabase stop\` if it is a Docker stack), then run this command again`,
       );
     }
-    await this.pg("pg_ctl start", "pg_ctl", ["start", "-D", this.dir, "-l", join(this.dir, "server.log"), "-w", "-t", "60"]);
+    await this.pg("pg_ctl start", "pg_ctl", [
+      "start",
+      "-D",
+      this.dir,
+      "-l",
+      join(this.dir, "server.log"),
+      "-w",
+      "-t",
+      "60",
+    ]);
   }
 
   /** Why the running server should be restarted on the installed binaries, or null (also when it is not running). */
@@ -123,7 +142,14 @@ export class Cluster {
     if (!(await this.running())) return null;
     const startedAt = new Date(Number(pidFile.split("\n")[2]) * 1000);
     const installed = await run(join(pgBin, "postgres"), ["--version"]);
-    const running = await run(join(pgBin, "psql"), ["-X", "-Atq", "-d", this.url("supabase_admin"), "-c", "show server_version"]);
+    const running = await run(join(pgBin, "psql"), [
+      "-X",
+      "-Atq",
+      "-d",
+      this.url("supabase_admin"),
+      "-c",
+      "show server_version",
+    ]);
     const replacedAt: Array<Date | null> = [];
     for (const file of serverFiles) replacedAt.push(await Deno.stat(file).then((s) => s.ctime, () => null));
     return restartReason({
@@ -135,7 +161,18 @@ export class Cluster {
   }
 
   async restart(): Promise<void> {
-    await this.pg("pg_ctl restart", "pg_ctl", ["restart", "-D", this.dir, "-m", "fast", "-l", join(this.dir, "server.log"), "-w", "-t", "60"]);
+    await this.pg("pg_ctl restart", "pg_ctl", [
+      "restart",
+      "-D",
+      this.dir,
+      "-m",
+      "fast",
+      "-l",
+      join(this.dir, "server.log"),
+      "-w",
+      "-t",
+      "60",
+    ]);
   }
 
   async stop(): Promise<void> {
@@ -160,7 +197,12 @@ export class Cluster {
 
   /** Drops and recreates the project database, then applies the platform bootstrap. */
   async freshDatabase(database = "postgres"): Promise<void> {
-    await this.psql({ command: `drop database if exists ${database} with (force)` }, "supabase_admin", "template1", "drop database");
+    await this.psql(
+      { command: `drop database if exists ${database} with (force)` },
+      "supabase_admin",
+      "template1",
+      "drop database",
+    );
     await this.psql({ command: `create database ${database}` }, "supabase_admin", "template1", "create database");
     await this.bootstrap(database);
   }
@@ -189,7 +231,9 @@ export function restartReason(o: {
   const running = version(o.runningVersion), installed = version(o.installedVersion);
   if (running && installed && running !== installed) {
     const [r, i] = [running, installed].map((v) => v.split(" ")[0]);
-    return r !== i ? `PostgreSQL ${r} is running, ${i} is installed` : `PostgreSQL ${running} is running, ${installed} is installed`;
+    return r !== i
+      ? `PostgreSQL ${r} is running, ${i} is installed`
+      : `PostgreSQL ${running} is running, ${installed} is installed`;
   }
   if (!Number.isNaN(o.startedAt.getTime())) {
     const replaced = o.replacedAt.filter((d): d is Date => d !== null && d.getTime() > o.startedAt.getTime());

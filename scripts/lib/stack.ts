@@ -1,7 +1,14 @@
 // The local stack: the development cluster, its database and the functions server.
 import { join } from "node:path";
 import { Cluster, ensurePackages, portInUse } from "./postgres.ts";
-import { DEV_DB_PORT, devClusterDir, FUNCTIONS_PORT, functionsLogFile, functionsPidFile, functionsUrl } from "./config.ts";
+import {
+  DEV_DB_PORT,
+  devClusterDir,
+  FUNCTIONS_PORT,
+  functionsLogFile,
+  functionsPidFile,
+  functionsUrl,
+} from "./config.ts";
 import { bin, displayPath, local, root } from "./paths.ts";
 import { exists, must } from "./proc.ts";
 import { pushMigrations } from "./supabase.ts";
@@ -11,7 +18,10 @@ export const devCluster = () => new Cluster({ dir: devClusterDir, port: DEV_DB_P
 
 /** Starts (creating on first use) the development cluster and brings its database up to date. */
 export async function upDatabase(cluster = devCluster()): Promise<{ applied: string[]; created: boolean }> {
-  await step("Checking Debian packages (PostgreSQL 15, pgTAP, plpgsql_check, pg_prove)", () => ensurePackages(console.log));
+  await step(
+    "Checking Debian packages (PostgreSQL 15, pgTAP, plpgsql_check, pg_prove)",
+    () => ensurePackages(console.log),
+  );
   const created = !(await cluster.initialized());
   if (created) await step(`Creating a PostgreSQL 15 cluster in ${dim(displayPath(cluster.dir))}`, () => cluster.init());
   // A Debian upgrade under a running server leaves it unable to load its own libraries
@@ -22,7 +32,10 @@ export async function upDatabase(cluster = devCluster()): Promise<{ applied: str
   if (!(await isBootstrapped(cluster))) {
     await step("Bootstrapping the Supabase platform (roles, auth, storage, extensions)", () => cluster.bootstrap());
   }
-  const applied = await step("Applying migrations and seed with `supabase db push`", () => pushMigrations(cluster.url()));
+  const applied = await step(
+    "Applying migrations and seed with `supabase db push`",
+    () => pushMigrations(cluster.url()),
+  );
   for (const m of applied) console.log(dim(`    applied ${m}`));
   return { applied, created };
 }
@@ -32,7 +45,12 @@ export async function upDatabase(cluster = devCluster()): Promise<{ applied: str
  * privileges that our first migration removed, which a real project never does.
  */
 export async function isBootstrapped(cluster: Cluster): Promise<boolean> {
-  const result = await cluster.psql({ command: "select to_regclass('auth.users') is not null" }, "supabase_admin", "postgres", "check bootstrap");
+  const result = await cluster.psql(
+    { command: "select to_regclass('auth.users') is not null" },
+    "supabase_admin",
+    "postgres",
+    "check bootstrap",
+  );
   return result.stdout.includes("t");
 }
 
@@ -85,7 +103,14 @@ export async function startFunctions(env: Record<string, string>): Promise<void>
     );
   }
   await Deno.mkdir(local, { recursive: true });
-  const command = [bin("deno"), "run", "-A", "--quiet", "--watch=supabase/functions/", join(root, "scripts", "functions-server.ts")]
+  const command = [
+    bin("deno"),
+    "run",
+    "-A",
+    "--quiet",
+    "--watch=supabase/functions/",
+    join(root, "scripts", "functions-server.ts"),
+  ]
     .map(shellQuote).join(" ");
   const result = await must("start the functions server", "sh", [
     "-c",
@@ -102,7 +127,10 @@ export async function startFunctions(env: Record<string, string>): Promise<void>
     await delay(200);
   }
   const log = await Deno.readTextFile(functionsLogFile).catch(() => "");
-  throw new UserError(`the functions server did not start:\n${log.split("\n").slice(-20).join("\n")}`, `see ${functionsLogFile}`);
+  throw new UserError(
+    `the functions server did not start:\n${log.split("\n").slice(-20).join("\n")}`,
+    `see ${functionsLogFile}`,
+  );
 }
 
 export { functionsUrl };

@@ -69,7 +69,8 @@ function describe(amount: number | null, currency: string, interval: string | nu
 }
 
 async function productOf(stripe: Stripe, item: CatalogItem, existing: Price | undefined): Promise<Product | null> {
-  const id = item.stripe_product_id ?? (typeof existing?.product === "string" ? existing.product : existing?.product?.id);
+  const id = item.stripe_product_id ??
+    (typeof existing?.product === "string" ? existing.product : existing?.product?.id);
   if (!id) return null;
   try {
     const product = await stripe.products.retrieve(id);
@@ -115,7 +116,13 @@ export async function syncCatalog(sql: Sql, stripe: Stripe, options: SyncOptions
     const oldPrice = existing && !samePrice(existing, item) ? existing : undefined;
     if (!existing || oldPrice) {
       action = existing ? "replaced" : "created";
-      notes.push(existing ? `price ${describe(existing.unit_amount, existing.currency, existing.recurring?.interval ?? null)} → ${wanted}` : `price ${wanted}`);
+      notes.push(
+        existing
+          ? `price ${
+            describe(existing.unit_amount, existing.currency, existing.recurring?.interval ?? null)
+          } → ${wanted}`
+          : `price ${wanted}`,
+      );
       if (!dry) {
         const created = await stripe.prices.create({
           product: product!.id,
@@ -125,7 +132,11 @@ export async function syncCatalog(sql: Sql, stripe: Stripe, options: SyncOptions
           transfer_lookup_key: existing !== undefined,
           ...(item.interval ? { recurring: { interval: item.interval } } : {}),
           metadata: { catalog_kind: item.kind, catalog_key: item.key },
-        }, { idempotencyKey: `stripe-sync:price:${item.key}:${item.price_cents}:${item.currency}:${item.interval ?? "once"}:${existing?.id ?? "first"}` });
+        }, {
+          idempotencyKey: `stripe-sync:price:${item.key}:${item.price_cents}:${item.currency}:${
+            item.interval ?? "once"
+          }:${existing?.id ?? "first"}`,
+        });
         priceId = created.id;
       }
     }
@@ -141,7 +152,9 @@ export async function syncCatalog(sql: Sql, stripe: Stripe, options: SyncOptions
       } else {
         await sql`update public.credit_packs set stripe_price_id = ${priceId}, stripe_product_id = ${productId}, updated_at = now() where key = ${item.key}`;
       }
-    } else if (dry && action === "unchanged" && (item.stripe_price_id !== priceId || item.stripe_product_id !== productId)) {
+    } else if (
+      dry && action === "unchanged" && (item.stripe_price_id !== priceId || item.stripe_product_id !== productId)
+    ) {
       action = "linked";
       notes.push("ids would be written into the catalog");
     }

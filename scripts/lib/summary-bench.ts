@@ -46,7 +46,10 @@ export interface SummaryBenchResult {
   controlRatio: number;
 }
 
-async function psql(db: Db, opts: { file?: string; command?: string; vars?: Record<string, string | number> }): Promise<string> {
+async function psql(
+  db: Db,
+  opts: { file?: string; command?: string; vars?: Record<string, string | number> },
+): Promise<string> {
   const args = ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", db.url("postgres")];
   for (const [k, v] of Object.entries(opts.vars ?? {})) args.push("-v", `${k}=${v}`);
   if (opts.file) args.push("-f", opts.file);
@@ -56,8 +59,24 @@ async function psql(db: Db, opts: { file?: string; command?: string; vars?: Reco
 
 async function pgbench(db: Db, file: string, seconds: number): Promise<Timing> {
   const result = await run(join(pgBin, "pgbench"), [
-    "-h", "127.0.0.1", "-p", String(db.port), "-U", "postgres", "-n", "-M", "prepared",
-    "-c", String(CLIENTS), "-j", "2", "-T", String(seconds), "-f", join(benchDir, file), "postgres",
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(db.port),
+    "-U",
+    "postgres",
+    "-n",
+    "-M",
+    "prepared",
+    "-c",
+    String(CLIENTS),
+    "-j",
+    "2",
+    "-T",
+    String(seconds),
+    "-f",
+    join(benchDir, file),
+    "postgres",
   ]);
   const text = result.stdout + "\n" + result.stderr;
   const tps = Number(text.match(/tps = ([\d.]+) \(without initial connection time\)/)?.[1] ?? NaN);
@@ -79,22 +98,36 @@ async function measureSize(db: Db, events: number, seconds: number): Promise<Siz
   const half = Math.max(2, Math.round(seconds / 2));
   const have = Number(await psql(db, { command: "select count(*) from public.usage_events" }));
   if (have < events) {
-    await step(`Writing ${(events - have).toLocaleString("en")} usage events (one insert … select generate_series)`, () =>
-      psql(db, { file: join(benchDir, "summary_events.sql"), vars: { first: have + 1, last: events, accounts: 10_000 } }));
+    await step(
+      `Writing ${(events - have).toLocaleString("en")} usage events (one insert … select generate_series)`,
+      () =>
+        psql(db, {
+          file: join(benchDir, "summary_events.sql"),
+          vars: { first: have + 1, last: events, accounts: 10_000 },
+        }),
+    );
   }
-  const folded = await step("Folding them into the rollup, then 200 events of the measured account left unfolded", async () => {
-    const n = await psql(db, { command: "select private.fold_usage_events()" });
-    await psql(db, { file: join(benchDir, "summary_tail.sql") });
-    await psql(db, { command: "vacuum analyze ledger.entries, private.usage_rollup" });
-    return Number(n);
-  });
+  const folded = await step(
+    "Folding them into the rollup, then 200 events of the measured account left unfolded",
+    async () => {
+      const n = await psql(db, { command: "select private.fold_usage_events()" });
+      await psql(db, { file: join(benchDir, "summary_tail.sql") });
+      await psql(db, { command: "vacuum analyze ledger.entries, private.usage_rollup" });
+      return Number(n);
+    },
+  );
   const [total, accountEvents, rollupRows] = (await psql(db, {
     command: `select (select count(*) from public.usage_events),
                      (select count(*) from public.usage_events where account_id = '00000000-0000-4000-8000-000000000042'),
                      (select count(*) from private.usage_rollup where account_id = '00000000-0000-4000-8000-000000000042')`,
   })).split("|").map(Number);
-  console.log(dim(`    ${folded.toLocaleString("en")} folded; ${total.toLocaleString("en")} events in the table, ${
-    accountEvents.toLocaleString("en")} of the measured account in ${rollupRows.toLocaleString("en")} rollup rows`));
+  console.log(
+    dim(
+      `    ${folded.toLocaleString("en")} folded; ${total.toLocaleString("en")} events in the table, ${
+        accountEvents.toLocaleString("en")
+      } of the measured account in ${rollupRows.toLocaleString("en")} rollup rows`,
+    ),
+  );
   await pgbench(db, "summary_month_by_day.sql", 3); // warm-up
   await pgbench(db, "summary_control.sql", 3);
   const s1 = await pgbench(db, "summary_month_by_day.sql", half);
@@ -108,10 +141,17 @@ async function measureSize(db: Db, events: number, seconds: number): Promise<Siz
 export async function runSummaryBench(db: Db, seconds: number): Promise<SummaryBenchResult> {
   const sizes: SizeResult[] = [];
   for (const events of SIZES) {
-    const measured = await step(`7. usage_summary, month by day, with ${events.toLocaleString("en")} usage events`, () =>
-      measureSize(db, events, seconds));
-    console.log(dim(`    summary ${measured.summary.latencyMs.toFixed(2)} ms, control ${measured.control.latencyMs.toFixed(2)} ms, plain group by ${
-      measured.rawGroupBy.latencyMs.toFixed(2)} ms`));
+    const measured = await step(
+      `7. usage_summary, month by day, with ${events.toLocaleString("en")} usage events`,
+      () => measureSize(db, events, seconds),
+    );
+    console.log(
+      dim(
+        `    summary ${measured.summary.latencyMs.toFixed(2)} ms, control ${
+          measured.control.latencyMs.toFixed(2)
+        } ms, plain group by ${measured.rawGroupBy.latencyMs.toFixed(2)} ms`,
+      ),
+    );
     sizes.push(measured);
   }
   const [small, large] = sizes;
@@ -124,13 +164,27 @@ export async function runSummaryBench(db: Db, seconds: number): Promise<SummaryB
 
 export function printSummaryBench(r: SummaryBenchResult): void {
   const met = r.ratio <= TARGET;
-  console.log(`\n${bold("Usage summary benchmark")} ${
-    dim(`(docs/performance.md#targets; one account's month by day, ${CLIENTS} clients, pgbench -M prepared, A B B A with a control)`)}`);
+  console.log(
+    `\n${bold("Usage summary benchmark")} ${
+      dim(
+        `(docs/performance.md#targets; one account's month by day, ${CLIENTS} clients, pgbench -M prepared, A B B A with a control)`,
+      )
+    }`,
+  );
   for (const s of r.sizes) {
-    console.log(`  ${s.events.toLocaleString("en").padStart(11)} events  summary ${s.summary.latencyMs.toFixed(2).padStart(7)} ms  control ${
-      s.control.latencyMs.toFixed(2).padStart(6)} ms  plain group by ${s.rawGroupBy.latencyMs.toFixed(2).padStart(8)} ms  (${
-      s.accountEvents.toLocaleString("en")} events of the account, ${s.rollupRows.toLocaleString("en")} rollup rows)`);
+    console.log(
+      `  ${s.events.toLocaleString("en").padStart(11)} events  summary ${
+        s.summary.latencyMs.toFixed(2).padStart(7)
+      } ms  control ${s.control.latencyMs.toFixed(2).padStart(6)} ms  plain group by ${
+        s.rawGroupBy.latencyMs.toFixed(2).padStart(8)
+      } ms  (${s.accountEvents.toLocaleString("en")} events of the account, ${
+        s.rollupRows.toLocaleString("en")
+      } rollup rows)`,
+    );
   }
-  console.log(`  ratio ${r.ratio.toFixed(2)}  target ≤ ${TARGET.toFixed(2)}  ${met ? green("met") : red(`MISSED by ${(r.ratio - TARGET).toFixed(2)}`)}  ${
-    dim(`(control ratio ${r.controlRatio.toFixed(2)}: the machine's drift between the sizes)`)}`);
+  console.log(
+    `  ratio ${r.ratio.toFixed(2)}  target ≤ ${TARGET.toFixed(2)}  ${
+      met ? green("met") : red(`MISSED by ${(r.ratio - TARGET).toFixed(2)}`)
+    }  ${dim(`(control ratio ${r.controlRatio.toFixed(2)}: the machine's drift between the sizes)`)}`,
+  );
 }

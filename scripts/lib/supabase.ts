@@ -20,7 +20,14 @@ export const localSeeds = ["./seed/catalog.sql", "./seed/demo.sql"];
  * from `workdir` (a copy of the project holding only some migrations, for the upgrade test).
  */
 export async function pushMigrations(url: string, seeds = localSeeds, workdir = root): Promise<string[]> {
-  const result = await must("supabase db push", bin("supabase"), ["db", "push", `--workdir=${workdir}`, `--remote=${url}`, "--yes", "--include-seed"], {
+  const result = await must("supabase db push", bin("supabase"), [
+    "db",
+    "push",
+    `--workdir=${workdir}`,
+    `--remote=${url}`,
+    "--yes",
+    "--include-seed",
+  ], {
     cwd: root,
     env: { ...env, SUPABASE_DB_SEED_SQL_PATHS: seeds.join(",") },
   });
@@ -30,7 +37,13 @@ export async function pushMigrations(url: string, seeds = localSeeds, workdir = 
 
 /** The TypeScript types of the public schema, exactly as `supabase gen types` prints them. */
 export async function generateTypes(url: string): Promise<string> {
-  const result = await must("supabase gen types", bin("supabase"), ["gen", "types", "--lang=typescript", "--schema=public", `--remote=${url}`], {
+  const result = await must("supabase gen types", bin("supabase"), [
+    "gen",
+    "types",
+    "--lang=typescript",
+    "--schema=public",
+    `--remote=${url}`,
+  ], {
     cwd: root,
     env,
   });

@@ -33,7 +33,9 @@ export async function upgradeTest(cluster: Cluster): Promise<UpgradeOutcome> {
     await Deno.copyFile(join(supabaseDir, "config.toml"), join(previous, "supabase", "config.toml"));
     await Deno.mkdir(join(previous, "supabase", "seed"));
     for await (const entry of Deno.readDir(join(supabaseDir, "seed"))) {
-      if (entry.isFile) await Deno.copyFile(join(supabaseDir, "seed", entry.name), join(previous, "supabase", "seed", entry.name));
+      if (entry.isFile) {
+        await Deno.copyFile(join(supabaseDir, "seed", entry.name), join(previous, "supabase", "seed", entry.name));
+      }
     }
     let older = 0;
     for await (const entry of Deno.readDir(migrationsDir)) {
@@ -46,15 +48,38 @@ export async function upgradeTest(cluster: Cluster): Promise<UpgradeOutcome> {
     const url = cluster.url("postgres", DATABASE);
     await pushMigrations(url, undefined, previous);
     lines.push(`${older} migrations of the previous release applied`);
-    const fill = await run(join(pgBin, "psql"), ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", "/dev/null", "-d", url, "-f", join(upgradeTestsDir, "fill.sql")]);
+    const fill = await run(join(pgBin, "psql"), [
+      "-X",
+      "-q",
+      "-v",
+      "ON_ERROR_STOP=1",
+      "-o",
+      "/dev/null",
+      "-d",
+      url,
+      "-f",
+      join(upgradeTestsDir, "fill.sql"),
+    ]);
     if (fill.code !== 0) throw new Error(`supabase/tests/upgrade/fill.sql failed: ${fill.stderr.trim()}`);
-    await cluster.psql({ command: "create extension if not exists pgtap with schema extensions" }, "supabase_admin", DATABASE);
+    await cluster.psql(
+      { command: "create extension if not exists pgtap with schema extensions" },
+      "supabase_admin",
+      DATABASE,
+    );
 
     // Stage 2: the upgrade.
     const applied = await pushMigrations(url);
     lines.push(`upgrade applied: ${applied.join(", ") || "nothing"}`);
     const result = await run("pg_prove", [
-      "-v", "-h", "127.0.0.1", "-p", String(cluster.port), "-U", "postgres", "-d", DATABASE,
+      "-v",
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(cluster.port),
+      "-U",
+      "postgres",
+      "-d",
+      DATABASE,
       relative(root, join(upgradeTestsDir, "check.test.sql")),
     ], { cwd: root, env: { PGOPTIONS: "--client-min-messages=warning" } });
     const [file] = parseProveOutput(result.stdout);

@@ -14,7 +14,7 @@
  */
 import { createRemoteJWKSet, errors, type JWTPayload, jwtVerify, type JWTVerifyGetKey } from "jose";
 import { type AppError, appError, err, ok, type Result } from "./errors.ts";
-import { type EnvSource, type JwtVerification, jwtIssuer, jwtVerification, processEnv } from "./env.ts";
+import { type EnvSource, jwtIssuer, type JwtVerification, jwtVerification, processEnv } from "./env.ts";
 
 export type DbRole = "anon" | "authenticated" | "service_role";
 export const DB_ROLES: readonly DbRole[] = ["anon", "authenticated", "service_role"];

@@ -38,7 +38,10 @@ export function createBillingPortalHandler(deps: PortalDeps = {}): (request: Req
   const env = deps.env ?? processEnv;
   const log = deps.log ?? console.error;
   return async (request) => {
-    const start = await readUserRequest(request, PortalBody, "billing portal request", { env, verifier: deps.verifier });
+    const start = await readUserRequest(request, PortalBody, "billing portal request", {
+      env,
+      verifier: deps.verifier,
+    });
     if (start instanceof Response) return start;
     const { jwt, body, cors, fail } = start;
     if (!isAllowedRedirect(body.return_url, redirectBases(env))) {
@@ -56,13 +59,18 @@ export function createBillingPortalHandler(deps: PortalDeps = {}): (request: Req
 
     const accountId = body.account_id ?? jwt.userId as string;
     const customer = await asUser(jwt, async (tx) => {
-      const [row] = await tx<{ customer: string }[]>`select public.billing_portal_customer(${accountId}::uuid) as customer`;
+      const [row] = await tx<
+        { customer: string }[]
+      >`select public.billing_portal_customer(${accountId}::uuid) as customer`;
       return row.customer;
     }, { sql, request, log });
     if (!customer.ok) return fail(customer.error);
 
     try {
-      const session = await stripe.value.billingPortal.sessions.create({ customer: customer.value, return_url: body.return_url });
+      const session = await stripe.value.billingPortal.sessions.create({
+        customer: customer.value,
+        return_url: body.return_url,
+      });
       return json({ url: session.url }, 200, cors);
     } catch (e) {
       return fail(stripeError(e, log));

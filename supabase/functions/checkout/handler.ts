@@ -25,13 +25,7 @@ import { type AppError, appError, err, ok, type Result } from "../_shared/errors
 import { fromPostgresError, json } from "../_shared/http.ts";
 import { type JwtVerifier } from "../_shared/jwt.ts";
 import { readUserRequest } from "../_shared/user_request.ts";
-import {
-  isAllowedRedirect,
-  redirectBases,
-  type StripeClient,
-  stripeError,
-  stripeFromEnv,
-} from "../_shared/stripe.ts";
+import { isAllowedRedirect, redirectBases, type StripeClient, stripeError, stripeFromEnv } from "../_shared/stripe.ts";
 
 const catalogKey = z.string().regex(/^[a-z][a-z0-9_]{1,39}$/, "a catalog key");
 

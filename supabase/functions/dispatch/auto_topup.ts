@@ -24,7 +24,13 @@ const request = z.object({
   customer_id: z.string().nullable(),
 });
 
-async function fail(context: RunnerContext, attemptId: string, code: string, message: string, paymentIntentId: string | null = null) {
+async function fail(
+  context: RunnerContext,
+  attemptId: string,
+  code: string,
+  message: string,
+  paymentIntentId: string | null = null,
+) {
   await context.sql`select private.auto_topup_failed(${attemptId}::uuid, ${code}, ${message}, ${paymentIntentId})`;
 }
 
@@ -44,7 +50,12 @@ export async function chargeAutoTopup(job: ClaimedJob, context: RunnerContext): 
   const r = request.parse(row.request);
 
   if (r.customer_id === null) {
-    await fail(context, r.attempt_id, "no_customer", "The account has no Stripe customer yet: buy once through Checkout first.");
+    await fail(
+      context,
+      r.attempt_id,
+      "no_customer",
+      "The account has no Stripe customer yet: buy once through Checkout first.",
+    );
     return { ok: true, result: { failed: "no_customer" } };
   }
   const stripe = context.stripe();
@@ -78,10 +89,18 @@ export async function chargeAutoTopup(job: ClaimedJob, context: RunnerContext): 
   }
 
   await context.sql`select private.auto_topup_submitted(${r.attempt_id}::uuid, ${intent.id})`;
-  if (intent.status === "requires_action" || intent.status === "requires_payment_method" || intent.status === "canceled") {
+  if (
+    intent.status === "requires_action" || intent.status === "requires_payment_method" || intent.status === "canceled"
+  ) {
     const code = intent.status === "requires_action" ? "requires_action" : intent.last_payment_error?.decline_code ??
       intent.last_payment_error?.code ?? intent.status;
-    await fail(context, r.attempt_id, code, intent.last_payment_error?.message ?? `The payment needs the customer (${intent.status}).`, intent.id);
+    await fail(
+      context,
+      r.attempt_id,
+      code,
+      intent.last_payment_error?.message ?? `The payment needs the customer (${intent.status}).`,
+      intent.id,
+    );
     return { ok: true, result: { failed: code, payment_intent: intent.id } };
   }
   return { ok: true, result: { payment_intent: intent.id, status: intent.status } };

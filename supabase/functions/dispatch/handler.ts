@@ -15,7 +15,16 @@
 import { getDb, type Sql } from "../_shared/db.ts";
 import { type EnvSource, optionalEnv, processEnv } from "../_shared/env.ts";
 import { errorResponse, json } from "../_shared/http.ts";
-import { claimJobs, type ClaimedJob, errorText, type FinishStatus, finishJob, type Runner, type RunnerContext, runSqlJob } from "./jobs.ts";
+import {
+  type ClaimedJob,
+  claimJobs,
+  errorText,
+  finishJob,
+  type FinishStatus,
+  type Runner,
+  type RunnerContext,
+  runSqlJob,
+} from "./jobs.ts";
 import { deliverWebhook } from "./webhook.ts";
 import { chargeAutoTopup } from "./auto_topup.ts";
 import { syncSeats } from "./seats.ts";
@@ -59,7 +68,8 @@ export interface DispatchSummary {
 
 /** Compares two secrets in time independent of where they differ. */
 export async function sameSecret(given: string, expected: string): Promise<boolean> {
-  const digest = async (s: string) => new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s)));
+  const digest = async (s: string) =>
+    new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s)));
   const [a, b] = await Promise.all([digest(given), digest(expected)]);
   let diff = 0;
   for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
@@ -67,10 +77,20 @@ export async function sameSecret(given: string, expected: string): Promise<boole
 }
 
 /** One attempt of one job; a runner that throws counts as a failed attempt. */
-async function runOne(job: ClaimedJob, sql: Sql, runners: Record<string, Runner>, context: RunnerContext): Promise<FinishStatus> {
+async function runOne(
+  job: ClaimedJob,
+  sql: Sql,
+  runners: Record<string, Runner>,
+  context: RunnerContext,
+): Promise<FinishStatus> {
   if (job.sql_function !== null) return await runSqlJob(sql, job);
   const runner = runners[job.kind];
-  if (!runner) return await finishJob(sql, job, { ok: false, error: `no runner for job kind "${job.kind}" in the dispatch function` });
+  if (!runner) {
+    return await finishJob(sql, job, {
+      ok: false,
+      error: `no runner for job kind "${job.kind}" in the dispatch function`,
+    });
+  }
   let outcome;
   try {
     outcome = await runner(job, context);
@@ -121,7 +141,11 @@ export function createDispatchHandler(deps: DispatchDeps = {}): (request: Reques
     if (request.method !== "POST") return errorResponse("method_not_allowed", "Use POST.", 405);
     const secret = optionalEnv("DISPATCH_SECRET", env);
     if (!secret || secret.length < MIN_SECRET_LENGTH) {
-      return errorResponse("dispatch_not_configured", `Set DISPATCH_SECRET (at least ${MIN_SECRET_LENGTH} characters) for the dispatch function.`, 500);
+      return errorResponse(
+        "dispatch_not_configured",
+        `Set DISPATCH_SECRET (at least ${MIN_SECRET_LENGTH} characters) for the dispatch function.`,
+        500,
+      );
     }
     const given = request.headers.get("authorization")?.match(/^Bearer\s+(\S+)\s*$/i)?.[1] ?? "";
     if (!(await sameSecret(given, secret))) {
@@ -132,7 +156,11 @@ export function createDispatchHandler(deps: DispatchDeps = {}): (request: Reques
       return json(await dispatch(deps.sql ?? getDb(env), { ...deps, log }));
     } catch (e) {
       log("dispatch failed", e);
-      return errorResponse("internal_error", "The dispatcher could not reach the database; the next call retries.", 500);
+      return errorResponse(
+        "internal_error",
+        "The dispatcher could not reach the database; the next call retries.",
+        500,
+      );
     }
   };
 }

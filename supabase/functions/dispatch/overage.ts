@@ -51,5 +51,13 @@ export async function reportOverage(job: ClaimedJob, context: RunnerContext): Pr
     duplicate = true;
   }
   await context.sql`select private.overage_meter_reported(${usageEventId.data}::uuid)`;
-  return { ok: true, result: { identifier: r.identifier, value: r.value, event_name: r.event_name, ...(duplicate ? { duplicate: true } : {}) } };
+  return {
+    ok: true,
+    result: {
+      identifier: r.identifier,
+      value: r.value,
+      event_name: r.event_name,
+      ...(duplicate ? { duplicate: true } : {}),
+    },
+  };
 }

@@ -35,11 +35,15 @@ export async function syncSeats(job: ClaimedJob, context: RunnerContext): Promis
   const [row] = await context.sql`select private.seat_sync_request(${subscriptionId.data}::uuid) as request`;
   if (row.request === null) return { ok: true, result: { skipped: "the subscription is no longer live or per seat" } };
   const r = request.parse(row.request);
-  if (r.quantity === r.recorded_quantity) return { ok: true, result: { skipped: "the quantity is already right", quantity: r.quantity } };
+  if (r.quantity === r.recorded_quantity) {
+    return { ok: true, result: { skipped: "the quantity is already right", quantity: r.quantity } };
+  }
 
   const stripe = context.stripe();
   const itemId = r.stripe_subscription_item_id ?? await planItem(stripe, r.stripe_subscription_id, r.stripe_price_id);
-  if (itemId === null) return { ok: false, error: `subscription ${r.stripe_subscription_id} has no item with price ${r.stripe_price_id}` };
+  if (itemId === null) {
+    return { ok: false, error: `subscription ${r.stripe_subscription_id} has no item with price ${r.stripe_price_id}` };
+  }
   await stripe.subscriptionItems.update(itemId, {
     quantity: r.quantity,
     proration_behavior: r.proration_behavior,

@@ -49,19 +49,42 @@ export function benchInvoicePaid(n: number, account: string, run: string): Recor
   const now = Math.floor(Date.now() / 1000);
   const id = `${run}x${n}`;
   return {
-    id: `evt_bench_${id}`, object: "event", type: "invoice.paid", created: now, api_version: "2026-10-28.endive",
-    livemode: false, pending_webhooks: 1, request: { id: null, idempotency_key: null },
+    id: `evt_bench_${id}`,
+    object: "event",
+    type: "invoice.paid",
+    created: now,
+    api_version: "2026-10-28.endive",
+    livemode: false,
+    pending_webhooks: 1,
+    request: { id: null, idempotency_key: null },
     data: {
       object: {
-        id: `in_bench_${id}`, object: "invoice", customer: `cus_bench_${id}`, status: "paid", currency: "usd",
-        amount_paid: 1000, amount_due: 1000, subtotal: 1000, total: 1000, billing_reason: "subscription_cycle",
-        hosted_invoice_url: null, invoice_pdf: null, livemode: false,
+        id: `in_bench_${id}`,
+        object: "invoice",
+        customer: `cus_bench_${id}`,
+        status: "paid",
+        currency: "usd",
+        amount_paid: 1000,
+        amount_due: 1000,
+        subtotal: 1000,
+        total: 1000,
+        billing_reason: "subscription_cycle",
+        hosted_invoice_url: null,
+        invoice_pdf: null,
+        livemode: false,
         status_transitions: { paid_at: now },
-        parent: { type: "subscription_details", subscription_details: { subscription: `sub_bench_${id}`, metadata: { account_id: account } } },
+        parent: {
+          type: "subscription_details",
+          subscription_details: { subscription: `sub_bench_${id}`, metadata: { account_id: account } },
+        },
         lines: {
           object: "list",
           data: [{
-            id: `il_bench_${id}`, object: "line_item", amount: 1000, currency: "usd", quantity: 1,
+            id: `il_bench_${id}`,
+            object: "line_item",
+            amount: 1000,
+            currency: "usd",
+            quantity: 1,
             period: { start: now - 86_400, end: now + 29 * 86_400 },
             pricing: { type: "price_details", price_details: { price: PRICE, product: "prod_bench_webhook" } },
           }],
@@ -80,7 +103,11 @@ async function signedRequest(event: Record<string, unknown>): Promise<Request> {
   });
 }
 
-async function measure(requests: Request[], concurrency: number, deliver: (r: Request) => Promise<Response>): Promise<Throughput> {
+async function measure(
+  requests: Request[],
+  concurrency: number,
+  deliver: (r: Request) => Promise<Response>,
+): Promise<Throughput> {
   let next = 0;
   const started = performance.now();
   await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -117,7 +144,10 @@ export async function runWebhookBench(options: WebhookBenchOptions): Promise<Web
     const accounts = await setup(sql, options.accounts ?? 200);
     const run = crypto.randomUUID().slice(0, 8);
     const build = async (side: string) =>
-      await Promise.all(Array.from({ length: events }, (_, i) => signedRequest(benchInvoicePaid(i, accounts[i % accounts.length], `${run}${side}`))));
+      await Promise.all(
+        Array.from({ length: events }, (_, i) =>
+          signedRequest(benchInvoicePaid(i, accounts[i % accounts.length], `${run}${side}`))),
+      );
 
     // Baseline: verify, insert the raw event.
     const baselineRequests = await build("b");

@@ -77,14 +77,18 @@ export function createWebhookHandler(deps: WebhookDeps = {}): (request: Request)
     let status: string;
     try {
       const sql = deps.sql ?? getDb(env);
-      const [row] = await sql<{ status: string }[]>`select private.receive_stripe_event(${jsonbSafe(raw)}::text::jsonb) as status`;
+      const [row] = await sql<{ status: string }[]>`select private.receive_stripe_event(${
+        jsonbSafe(raw)
+      }::text::jsonb) as status`;
       status = row.status;
     } catch (e) {
       log(e);
       return appErrorResponse(appError("internal_error", "The event could not be stored; Stripe will retry.", 500));
     }
     if (status === "failed") {
-      return appErrorResponse(appError("processing_failed", "The event could not be processed; Stripe will retry.", 500));
+      return appErrorResponse(
+        appError("processing_failed", "The event could not be processed; Stripe will retry.", 500),
+      );
     }
     return json({ received: true, status });
   };

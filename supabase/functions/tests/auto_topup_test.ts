@@ -13,7 +13,15 @@ import { dispatch } from "../dispatch/handler.ts";
 import { createStripe } from "../_shared/stripe.ts";
 import { assert, assertEquals } from "./_support/assert.ts";
 import { asUserTx, attempt, closeAll, ensureAction, openClients, raiseRateLimits } from "./_support/wallet.ts";
-import { balance, connect, createCatalog, createTeam, createUser, type TestCatalog, testEnv } from "./_support/stripe/billing_db.ts";
+import {
+  balance,
+  connect,
+  createCatalog,
+  createTeam,
+  createUser,
+  type TestCatalog,
+  testEnv,
+} from "./_support/stripe/billing_db.ts";
 import { type Json, stripeEvent, uid, webhookRequest } from "./_support/stripe/events.ts";
 import { type FakeStripe, startFakeStripe } from "./_support/stripe/fake_stripe.ts";
 import type { Sql } from "../_shared/db.ts";
@@ -51,7 +59,8 @@ async function withWorld(fn: (world: World) => Promise<void>): Promise<void> {
         const response = await webhook(await webhookRequest(event));
         const body = await response.json();
         if (response.status !== 200) {
-          const [row] = await sql`select error from public.webhook_events where provider = 'stripe' and event_id = ${event.id}`;
+          const [row] =
+            await sql`select error from public.webhook_events where provider = 'stripe' and event_id = ${event.id}`;
           throw new Error(`${type}: ${JSON.stringify(body)} ${row?.error ?? ""}`);
         }
         return body.status as string;
@@ -68,15 +77,25 @@ async function withWorld(fn: (world: World) => Promise<void>): Promise<void> {
 async function maya(world: World, card = "pm_card_visa"): Promise<{ account: string; customer: string }> {
   const account = await createUser(world.sql);
   const customer = `cus_${uid()}`;
-  await world.sql`insert into public.billing_customers (account_id, stripe_customer_id, status) values (${account}, ${customer}, 'active')`;
+  await world
+    .sql`insert into public.billing_customers (account_id, stripe_customer_id, status) values (${account}, ${customer}, 'active')`;
   world.fake.setPaymentMethod(customer, card);
   return { account, customer };
 }
 
-async function setAutoTopup(world: World, user: string, account: string, o: { enabled?: boolean; threshold?: number; monthlyLimit?: number } = {}) {
-  return await asUserTx(world.sql, user, (tx) =>
-    tx`select * from public.set_auto_topup(${account}::uuid, ${o.enabled ?? true}, ${o.threshold ?? 40}::bigint,
-                                           ${world.catalog.pack.key}, ${o.monthlyLimit ?? 4})`);
+async function setAutoTopup(
+  world: World,
+  user: string,
+  account: string,
+  o: { enabled?: boolean; threshold?: number; monthlyLimit?: number } = {},
+) {
+  return await asUserTx(
+    world.sql,
+    user,
+    (tx) =>
+      tx`select * from public.set_auto_topup(${account}::uuid, ${o.enabled ?? true}, ${o.threshold ?? 40}::bigint,
+                                           ${world.catalog.pack.key}, ${o.monthlyLimit ?? 4})`,
+  );
 }
 
 /** An outgoing webhook endpoint of the account for the auto top-up events. */
@@ -86,12 +105,16 @@ async function subscribeEndpoint(sql: Sql, account: string): Promise<void> {
 }
 
 async function eventsSent(sql: Sql, account: string): Promise<string[]> {
-  const rows = await sql<{ type: string }[]>`select type from public.webhook_deliveries where account_id = ${account} order by created_at, id`;
+  const rows = await sql<
+    { type: string }[]
+  >`select type from public.webhook_deliveries where account_id = ${account} order by created_at, id`;
   return rows.map((r) => r.type);
 }
 
 async function attempts(sql: Sql, account: string) {
-  return await sql<{ id: string; status: string; failure_code: string | null; stripe_payment_intent_id: string | null }[]>`
+  return await sql<
+    { id: string; status: string; failure_code: string | null; stripe_payment_intent_id: string | null }[]
+  >`
     select id, status, failure_code, stripe_payment_intent_id from public.auto_topup_attempts
     where account_id = ${account} order by created_at, id`;
 }
@@ -124,24 +147,38 @@ Deno.test("32 concurrent consumers crossing the threshold make exactly one charg
       await subscribeEndpoint(world.sql, account);
       await setAutoTopup(world, account, account);
       // 50 credits, 32 calls of one credit each: available falls through 20 (the low-balance line) once.
-      await Promise.all(clients.map((c, i) =>
-        c`select public.consume_credits(account_id => ${account}::uuid, action => ${ACTION}, quantity => 1,
+      await Promise.all(
+        clients.map((c, i) =>
+          c`select public.consume_credits(account_id => ${account}::uuid, action => ${ACTION}, quantity => 1,
                                         idempotency_key => ${`topup-${account}-${i}`})`
-      ));
+        ),
+      );
       assertEquals((await balance(world.sql, account)).available, 18);
       const queued = await attempts(world.sql, account);
       assertEquals(queued.length, 1, "one attempt for one crossing");
       const [{ jobs }] = await world.sql`select count(*)::int as jobs from private.jobs
-                                         where kind = 'credits.auto_topup' and payload ->> 'attempt_id' = ${queued[0].id}`;
+                                         where kind = 'credits.auto_topup' and payload ->> 'attempt_id' = ${
+        queued[0].id
+      }`;
       assertEquals(jobs, 1);
 
       await world.runJobs();
       const charges = world.fake.requestsTo("/v1/payment_intents");
       assertEquals(charges.length, 1, "one PaymentIntent");
       const p = charges[0].params;
-      assertEquals([p.amount, p.currency, p.customer, p.payment_method, p.confirm, p.off_session],
-        [String(world.catalog.pack.price), "usd", customer, "pm_card_visa", "true", "true"]);
-      assertEquals([p["metadata[account_id]"], p["metadata[kind]"], p["metadata[item]"]], [account, "auto_topup", world.catalog.pack.key]);
+      assertEquals([p.amount, p.currency, p.customer, p.payment_method, p.confirm, p.off_session], [
+        String(world.catalog.pack.price),
+        "usd",
+        customer,
+        "pm_card_visa",
+        "true",
+        "true",
+      ]);
+      assertEquals([p["metadata[account_id]"], p["metadata[kind]"], p["metadata[item]"]], [
+        account,
+        "auto_topup",
+        world.catalog.pack.key,
+      ]);
       assertEquals(charges[0].idempotencyKey, `auto_topup:${queued[0].id}`, "the attempt's idempotency key");
       // The API said succeeded, but only Stripe's event grants.
       assertEquals((await balance(world.sql, account)).available, 18, "nothing granted on the API response");
@@ -203,8 +240,11 @@ Deno.test("declines and authentication count as failures, notify billing manager
     assert(await crossThreshold(world.sql, account));
     await world.runJobs();
 
-    assertEquals((await attempts(world.sql, account)).map((a) => [a.status, a.failure_code]),
-      [["failed", "generic_decline"], ["failed", "authentication_required"], ["failed", "requires_action"]]);
+    assertEquals((await attempts(world.sql, account)).map((a) => [a.status, a.failure_code]), [
+      ["failed", "generic_decline"],
+      ["failed", "authentication_required"],
+      ["failed", "requires_action"],
+    ]);
     const s = await settings(world.sql, account);
     assertEquals([s.enabled, s.consecutive_failures], [false, 3]);
     assert(s.disabled_reason?.includes("3 failed charges in a row"), s.disabled_reason ?? "no reason");
@@ -237,8 +277,15 @@ Deno.test("a success resets the failure count; a decline reported by payment_int
     // A charge that Stripe later reports failed (e.g. an asynchronous decline), twice.
     const id2 = await crossThreshold(world.sql, account);
     await world.runJobs();
-    const failed = { ...intentOf(world.fake, id2!), status: "requires_payment_method",
-      last_payment_error: { code: "card_declined", decline_code: "insufficient_funds", message: "Your card has insufficient funds." } };
+    const failed = {
+      ...intentOf(world.fake, id2!),
+      status: "requires_payment_method",
+      last_payment_error: {
+        code: "card_declined",
+        decline_code: "insufficient_funds",
+        message: "Your card has insufficient funds.",
+      },
+    };
     await world.deliver("payment_intent.payment_failed", failed);
     await world.deliver("payment_intent.payment_failed", failed);
     assertEquals((await settings(world.sql, account)).consecutive_failures, 1);
@@ -263,7 +310,8 @@ Deno.test("at most monthly_limit charges a calendar month, and never two in flig
     assertEquals(world.fake.requestsTo("/v1/payment_intents").length, 2);
 
     // Next calendar month (UTC): allowed again.
-    const [{ next }] = await world.sql`select (date_trunc('month', now() at time zone 'UTC') + interval '1 month' + interval '1 hour') at time zone 'UTC' as next`;
+    const [{ next }] = await world
+      .sql`select (date_trunc('month', now() at time zone 'UTC') + interval '1 month' + interval '1 hour') at time zone 'UTC' as next`;
     const third = await world.sql.begin(async (tx) => {
       await tx`select set_config('ledgerbase.now', ${(next as Date).toISOString()}, true)`;
       const [row] = await tx`select private.start_auto_topup(${account}::uuid, 5) as id`;
@@ -281,41 +329,98 @@ Deno.test("settings: billing.manage changes them, billing.read reads them, other
     const team = await createTeam(world.sql, owner, [[viewer, "viewer"]]);
     await setAutoTopup(world, owner, team);
 
-    const read = (user: string) => asUserTx(world.sql, user, (tx) => tx`select account_id from public.auto_topup_settings where account_id = ${team}`);
+    const read = (user: string) =>
+      asUserTx(
+        world.sql,
+        user,
+        (tx) => tx`select account_id from public.auto_topup_settings where account_id = ${team}`,
+      );
     assertEquals((await read(owner)).length, 1);
     assertEquals((await read(viewer)).length, 1, "billing.read reads");
     assertEquals((await read(stranger)).length, 0, "not a member: nothing");
-    assertEquals((await asUserTx(world.sql, stranger, (tx) => tx`select id from public.auto_topup_attempts where account_id = ${team}`)).length, 0);
+    assertEquals(
+      (await asUserTx(
+        world.sql,
+        stranger,
+        (tx) => tx`select id from public.auto_topup_attempts where account_id = ${team}`,
+      )).length,
+      0,
+    );
 
     const refused = await attempt(() => setAutoTopup(world, viewer, team, { enabled: false }));
     assertEquals(refused.ok ? "ok" : refused.code, "42501", "billing.read cannot change them");
-    const written = await attempt(() => asUserTx(world.sql, owner, (tx) => tx`update public.auto_topup_settings set threshold = 1 where account_id = ${team}`));
+    const written = await attempt(() =>
+      asUserTx(
+        world.sql,
+        owner,
+        (tx) => tx`update public.auto_topup_settings set threshold = 1 where account_id = ${team}`,
+      )
+    );
     assert(!written.ok || (written.value as unknown as unknown[]).length === 0, "no direct writes");
     assertEquals((await settings(world.sql, team)).enabled, true);
 
-    const bad = await attempt(() => asUserTx(world.sql, owner, (tx) =>
-      tx`select public.set_auto_topup(${team}::uuid, true, 0, ${world.catalog.pack.key})`));
+    const bad = await attempt(() =>
+      asUserTx(
+        world.sql,
+        owner,
+        (tx) => tx`select public.set_auto_topup(${team}::uuid, true, 0, ${world.catalog.pack.key})`,
+      )
+    );
     assertEquals(bad.ok ? "ok" : [bad.code, bad.message], ["22023", "invalid_input"]);
-    const retired = await attempt(() => asUserTx(world.sql, owner, (tx) =>
-      tx`select public.set_auto_topup(${team}::uuid, true, 10, ${world.catalog.retiredPack.key})`));
+    const retired = await attempt(() =>
+      asUserTx(
+        world.sql,
+        owner,
+        (tx) => tx`select public.set_auto_topup(${team}::uuid, true, 10, ${world.catalog.retiredPack.key})`,
+      )
+    );
     assertEquals(retired.ok ? "ok" : [retired.code, retired.message], ["22023", "invalid_input"]);
   });
 });
 
 /** The charge of a PaymentIntent as Stripe sends it in charge.* events, refunded by `refunded`. */
 function chargeOf(pi: Json, refunded: number): Json {
-  return { id: pi.latest_charge, object: "charge", payment_intent: pi.id, customer: pi.customer, amount: pi.amount,
-    amount_refunded: refunded, currency: pi.currency, refunded: refunded >= (pi.amount as number), status: "succeeded" };
+  return {
+    id: pi.latest_charge,
+    object: "charge",
+    payment_intent: pi.id,
+    customer: pi.customer,
+    amount: pi.amount,
+    amount_refunded: refunded,
+    currency: pi.currency,
+    refunded: refunded >= (pi.amount as number),
+    status: "succeeded",
+  };
 }
 
 function disputeOf(pi: Json, status: string): Json {
-  return { id: `dp_${pi.id}`, object: "dispute", charge: pi.latest_charge, payment_intent: pi.id, amount: pi.amount,
-    currency: pi.currency, reason: "fraudulent", status };
+  return {
+    id: `dp_${pi.id}`,
+    object: "dispute",
+    charge: pi.latest_charge,
+    payment_intent: pi.id,
+    amount: pi.amount,
+    currency: pi.currency,
+    reason: "fraudulent",
+    status,
+  };
 }
 
 async function topUpPayment(sql: Sql, account: string) {
-  const rows = await sql<{ kind: string; item_key: string; amount: string; currency: string; status: string; credits_granted: string;
-    credits_clawed_back: string; stripe_payment_intent_id: string; stripe_charge_id: string; grant_id: string | null }[]>`
+  const rows = await sql<
+    {
+      kind: string;
+      item_key: string;
+      amount: string;
+      currency: string;
+      status: string;
+      credits_granted: string;
+      credits_clawed_back: string;
+      stripe_payment_intent_id: string;
+      stripe_charge_id: string;
+      grant_id: string | null;
+    }[]
+  >`
     select kind, item_key, amount::text, currency, status, credits_granted::text, credits_clawed_back::text,
            stripe_payment_intent_id, stripe_charge_id, grant_id from public.payments where account_id = ${account}`;
   return rows;
@@ -336,17 +441,27 @@ Deno.test("an auto top-up is a payment: a half refund takes back half its credit
     // Recorded once, as a credit-pack payment of the PaymentIntent and its charge, linked to its grant.
     const [payment, ...more] = await topUpPayment(world.sql, account);
     assertEquals(more.length, 0, "one payment for a twice-delivered event");
-    assertEquals([payment.kind, payment.item_key, payment.amount, payment.currency, payment.status, payment.credits_granted,
-                  payment.stripe_payment_intent_id, payment.stripe_charge_id],
-      ["credit_pack", pack.key, String(pack.price), "usd", "paid", String(pack.credits), pi.id, pi.latest_charge]);
+    assertEquals([
+      payment.kind,
+      payment.item_key,
+      payment.amount,
+      payment.currency,
+      payment.status,
+      payment.credits_granted,
+      payment.stripe_payment_intent_id,
+      payment.stripe_charge_id,
+    ], ["credit_pack", pack.key, String(pack.price), "usd", "paid", String(pack.credits), pi.id, pi.latest_charge]);
     const [{ grant_id }] = await world.sql`select grant_id from public.auto_topup_attempts where id = ${first}`;
     assertEquals(payment.grant_id, grant_id, "the payment names the attempt's grant");
     assertEquals((await balance(world.sql, account)).available, before + pack.credits);
 
     const half = Math.floor((pi.amount as number) / 2);
     await world.deliver("charge.refunded", chargeOf(pi, half));
-    assertEquals((await balance(world.sql, account)).available, before + pack.credits - Math.floor(pack.credits * half / (pi.amount as number)),
-      "half the amount refunded: half the credits taken back");
+    assertEquals(
+      (await balance(world.sql, account)).available,
+      before + pack.credits - Math.floor(pack.credits * half / (pi.amount as number)),
+      "half the amount refunded: half the credits taken back",
+    );
     await world.deliver("charge.refunded", chargeOf(pi, pi.amount as number));
     await world.deliver("charge.refunded", chargeOf(pi, pi.amount as number));
     assertEquals((await balance(world.sql, account)).available, before, "a full refund takes them all, once");
@@ -359,7 +474,11 @@ Deno.test("an auto top-up is a payment: a half refund takes back half its credit
     await world.deliver("payment_intent.succeeded", pi2);
     const topped = (await balance(world.sql, account)).available;
     await world.deliver("charge.dispute.created", disputeOf(pi2, "needs_response"));
-    assertEquals((await balance(world.sql, account)).available, topped - pack.credits, "an open dispute holds the pack's credits");
+    assertEquals(
+      (await balance(world.sql, account)).available,
+      topped - pack.credits,
+      "an open dispute holds the pack's credits",
+    );
     await world.deliver("charge.dispute.closed", disputeOf(pi2, "won"));
     assertEquals((await balance(world.sql, account)).available, topped, "a won dispute gives them back");
   });

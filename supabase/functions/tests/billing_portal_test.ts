@@ -12,7 +12,14 @@ import { type FakeStripe, startFakeStripe } from "./_support/stripe/fake_stripe.
 import { uid } from "./_support/stripe/events.ts";
 
 async function withPortal(
-  fn: (sql: Sql, fake: FakeStripe, portal: (token: string | null, body: unknown) => Promise<{ status: number; body: Record<string, unknown> & { error?: { code: string } } }>) => Promise<void>,
+  fn: (
+    sql: Sql,
+    fake: FakeStripe,
+    portal: (
+      token: string | null,
+      body: unknown,
+    ) => Promise<{ status: number; body: Record<string, unknown> & { error?: { code: string } } }>,
+  ) => Promise<void>,
 ): Promise<void> {
   const sql = connect();
   const fake = await startFakeStripe();
@@ -21,7 +28,9 @@ async function withPortal(
     await fn(sql, fake, async (token, body) => {
       const headers: Record<string, string> = { "content-type": "application/json" };
       if (token !== null) headers.authorization = `Bearer ${token}`;
-      const response = await handler(new Request("http://127.0.0.1:54321/billing-portal", { method: "POST", headers, body: JSON.stringify(body) }));
+      const response = await handler(
+        new Request("http://127.0.0.1:54321/billing-portal", { method: "POST", headers, body: JSON.stringify(body) }),
+      );
       return { status: response.status, body: await response.json() };
     });
   } finally {
@@ -41,7 +50,10 @@ Deno.test("a billing manager gets the portal URL for the account's customer", as
     assertEquals(response.status, 200, JSON.stringify(response.body));
     const [request] = fake.requestsTo("/v1/billing_portal/sessions");
     assertEquals([request.params.customer, request.params.return_url], [cus, returnUrl]);
-    assertEquals(response.body.url, `https://billing.stripe.com/p/session/${(response.body.url as string).split("/").pop()}`);
+    assertEquals(
+      response.body.url,
+      `https://billing.stripe.com/p/session/${(response.body.url as string).split("/").pop()}`,
+    );
   });
 });
 
@@ -53,8 +65,20 @@ Deno.test("the portal refuses accounts without a customer, members without billi
     await sql`insert into public.billing_customers (account_id, stripe_customer_id, status) values (${team}, ${`cus_${uid()}`}, 'active')`;
     const cases: [string, string | null, unknown, number, string][] = [
       ["no customer yet", await signHs256(userClaims(member)), { return_url: returnUrl }, 404, "not_found"],
-      ["a member cannot manage billing", await signHs256(userClaims(member)), { account_id: team, return_url: returnUrl }, 403, "permission_denied"],
-      ["open redirect", await signHs256(userClaims(owner)), { account_id: team, return_url: "https://evil.example.com/" }, 400, "invalid_redirect"],
+      [
+        "a member cannot manage billing",
+        await signHs256(userClaims(member)),
+        { account_id: team, return_url: returnUrl },
+        403,
+        "permission_denied",
+      ],
+      [
+        "open redirect",
+        await signHs256(userClaims(owner)),
+        { account_id: team, return_url: "https://evil.example.com/" },
+        400,
+        "invalid_redirect",
+      ],
       ["no return_url", await signHs256(userClaims(owner)), { account_id: team }, 400, "invalid_input"],
       ["no JWT", null, { account_id: team, return_url: returnUrl }, 401, "missing_jwt"],
     ];
@@ -63,6 +87,10 @@ Deno.test("the portal refuses accounts without a customer, members without billi
       assertEquals([response.status, response.body.error?.code], [status, code], name);
     }
     assertEquals(fake.requests.length, 0);
-    assertEquals((await portal(await signHs256(userClaims(owner)), { account_id: team, return_url: returnUrl })).status, 200, "the owner may");
+    assertEquals(
+      (await portal(await signHs256(userClaims(owner)), { account_id: team, return_url: returnUrl })).status,
+      200,
+      "the owner may",
+    );
   });
 });

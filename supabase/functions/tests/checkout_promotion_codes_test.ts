@@ -14,7 +14,9 @@ import { startFakeStripe } from "./_support/stripe/fake_stripe.ts";
 const urls = { success_url: "http://localhost:3000/billing/success", cancel_url: "http://localhost:3000/billing" };
 
 /** Opens a checkout for a fresh user's plan with the given setting; what the session was sent, or the error. */
-async function checkoutWith(setting: string | undefined): Promise<{ status: number; params?: Record<string, string>; code?: string }> {
+async function checkoutWith(
+  setting: string | undefined,
+): Promise<{ status: number; params?: Record<string, string>; code?: string }> {
   const sql = connect(4);
   const fake = await startFakeStripe();
   try {
@@ -23,13 +25,19 @@ async function checkoutWith(setting: string | undefined): Promise<{ status: numb
     const handler = createCheckoutHandler({ env: testEnv(extra), sql, log: () => {} });
     const catalog = await createCatalog(sql);
     const user = await createUser(sql);
-    const response = await handler(new Request("http://127.0.0.1:54321/checkout", {
-      method: "POST",
-      headers: { "content-type": "application/json", authorization: `Bearer ${await signHs256(userClaims(user))}` },
-      body: JSON.stringify({ plan: catalog.basic.key, ...urls }),
-    }));
+    const response = await handler(
+      new Request("http://127.0.0.1:54321/checkout", {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${await signHs256(userClaims(user))}` },
+        body: JSON.stringify({ plan: catalog.basic.key, ...urls }),
+      }),
+    );
     const body = await response.json();
-    return { status: response.status, params: fake.requestsTo("/v1/checkout/sessions")[0]?.params, code: body.error?.code };
+    return {
+      status: response.status,
+      params: fake.requestsTo("/v1/checkout/sessions")[0]?.params,
+      code: body.error?.code,
+    };
   } finally {
     await fake.close();
     await sql.end();
@@ -44,7 +52,11 @@ Deno.test("checkout sessions accept promotion codes only when STRIPE_ALLOW_PROMO
   assertEquals([off.status, off.params?.allow_promotion_codes], [200, undefined]);
 
   const on = await checkoutWith("true");
-  assertEquals([on.status, on.params?.allow_promotion_codes], [200, "true"], "the session offers the promotion code field");
+  assertEquals(
+    [on.status, on.params?.allow_promotion_codes],
+    [200, "true"],
+    "the session offers the promotion code field",
+  );
 });
 
 Deno.test("a STRIPE_ALLOW_PROMOTION_CODES that is neither true nor false stops checkout with config_invalid, before Stripe is called", async () => {

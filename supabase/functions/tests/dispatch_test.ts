@@ -40,7 +40,8 @@ async function enqueue(sql: Sql, kind: string, key: string, payload: Record<stri
 }
 
 async function jobRow(sql: Sql, key: string) {
-  const [row] = await sql`select status, attempts, last_error, run_at > clock_timestamp() as later from private.jobs where idempotency_key = ${key}`;
+  const [row] =
+    await sql`select status, attempts, last_error, run_at > clock_timestamp() as later from private.jobs where idempotency_key = ${key}`;
   return row;
 }
 
@@ -83,7 +84,10 @@ Deno.test("a failed attempt waits for its backoff before the next", async () => 
     const [row] = await sql`
       select status, extract(epoch from run_at - updated_at) as wait from private.jobs where idempotency_key = 'backoff-1'`;
     assertEquals(row.status, "pending");
-    assert(Number(row.wait) >= 30 && Number(row.wait) <= 60, `the first retry waits 30–60 s (half fixed, half jitter), not ${row.wait}`);
+    assert(
+      Number(row.wait) >= 30 && Number(row.wait) <= 60,
+      `the first retry waits 30–60 s (half fixed, half jitter), not ${row.wait}`,
+    );
   });
 });
 
@@ -109,7 +113,8 @@ Deno.test("two dispatchers in parallel never run one job twice", async () => {
     }
     assertEquals(ran.length, 60);
     assertEquals(new Set(ran).size, 60, "no job ran twice");
-    const [row] = await sql`select count(*)::int as done from private.jobs where kind = 'test.parallel' and status = 'succeeded' and attempts = 1`;
+    const [row] =
+      await sql`select count(*)::int as done from private.jobs where kind = 'test.parallel' and status = 'succeeded' and attempts = 1`;
     assertEquals(row.done, 60);
   });
 });
@@ -122,8 +127,11 @@ Deno.test("a job past its attempts is marked dead with its error", async () => {
     assertEquals(summary, { claimed: 3, succeeded: 0, retrying: 2, dead: 1, stale: 0 });
     const row = await jobRow(sql, "doomed-1");
     assertEquals([row.status, row.attempts, row.last_error], ["dead", 3, "boom on attempt 3"]);
-    assertEquals((await dispatch(sql, { runners: { "test.doomed": runner }, kinds: ["test.doomed"] })).claimed, 0,
-      "a dead job is never claimed again");
+    assertEquals(
+      (await dispatch(sql, { runners: { "test.doomed": runner }, kinds: ["test.doomed"] })).claimed,
+      0,
+      "a dead job is never claimed again",
+    );
   });
 });
 
@@ -180,10 +188,12 @@ Deno.test("the dispatch endpoint opens only with DISPATCH_SECRET", async () => {
     const env = { get: (name: string) => (name === "DISPATCH_SECRET" ? SECRET : undefined) };
     const handler = createDispatchHandler({ env, sql, kinds: ["test.none"] });
     const call = (authorization?: string) =>
-      handler(new Request("http://127.0.0.1:54321/dispatch", {
-        method: "POST",
-        headers: authorization ? { authorization } : {},
-      }));
+      handler(
+        new Request("http://127.0.0.1:54321/dispatch", {
+          method: "POST",
+          headers: authorization ? { authorization } : {},
+        }),
+      );
     assertEquals((await call()).status, 401, "no secret");
     assertEquals((await call(`Bearer ${SECRET}x`)).status, 401, "a wrong secret");
     const userJwt = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoiYXV0aGVudGljYXRlZCJ9.c2ln";
@@ -192,7 +202,9 @@ Deno.test("the dispatch endpoint opens only with DISPATCH_SECRET", async () => {
     assertEquals(ok.status, 200);
     assertEquals(await ok.json(), { claimed: 0, succeeded: 0, retrying: 0, dead: 0, stale: 0 });
     const unconfigured = createDispatchHandler({ env: { get: () => undefined }, sql });
-    const res = await unconfigured(new Request("http://x/dispatch", { method: "POST", headers: { authorization: "Bearer x" } }));
+    const res = await unconfigured(
+      new Request("http://x/dispatch", { method: "POST", headers: { authorization: "Bearer x" } }),
+    );
     assertEquals([res.status, (await res.json()).error.code], [500, "dispatch_not_configured"]);
   } finally {
     await sql.end();

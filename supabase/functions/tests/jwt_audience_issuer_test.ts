@@ -21,11 +21,17 @@ const ISSUER = `${PROJECT}/auth/v1`;
 const tokenWith = (extra: JWTPayload) => signHs256(userClaims(USER, { iss: ISSUER, ...extra }));
 
 async function post(handler: (r: Request) => Promise<Response>, token: string, body: unknown) {
-  const response = await handler(new Request("http://127.0.0.1:54321/functions/v1/endpoint", {
-    method: "POST",
-    headers: { authorization: `Bearer ${token}`, "content-type": "application/json", origin: "http://localhost:3000" },
-    body: JSON.stringify(body),
-  }));
+  const response = await handler(
+    new Request("http://127.0.0.1:54321/functions/v1/endpoint", {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${token}`,
+        "content-type": "application/json",
+        origin: "http://localhost:3000",
+      },
+      body: JSON.stringify(body),
+    }),
+  );
   return { status: response.status, body: await response.json() as { error?: { code: string; message: string } } };
 }
 
@@ -44,7 +50,13 @@ Deno.test("checkout and billing-portal refuse an HS256 token minted for another 
   try {
     for (const aud of ["some-other-app", ["some-other-app", "another-one"]]) {
       const token = await tokenWith({ aud });
-      for (const [name, handler, body] of [["checkout", checkout, checkoutBody], ["billing-portal", portal, portalBody]] as const) {
+      for (
+        const [name, handler, body] of [["checkout", checkout, checkoutBody], [
+          "billing-portal",
+          portal,
+          portalBody,
+        ]] as const
+      ) {
         const answer = await post(handler, token, body);
         assertEquals(answer.status, 401, `${name}, aud ${JSON.stringify(aud)}: ${JSON.stringify(answer.body)}`);
         assertEquals(answer.body.error?.code, "invalid_jwt_audience", name);
@@ -66,7 +78,13 @@ Deno.test("checkout and billing-portal refuse a token from another issuer when t
   try {
     for (const iss of ["https://some-other-app.example.com/auth/v1", "supabase", `${PROJECT}/auth/v1/`, undefined]) {
       const token = await tokenWith({ iss });
-      for (const [name, handler, body] of [["checkout", checkout, checkoutBody], ["billing-portal", portal, portalBody]] as const) {
+      for (
+        const [name, handler, body] of [["checkout", checkout, checkoutBody], [
+          "billing-portal",
+          portal,
+          portalBody,
+        ]] as const
+      ) {
         const answer = await post(handler, token, body);
         assertEquals(answer.status, 401, `${name}, iss ${iss}: ${JSON.stringify(answer.body)}`);
         assertEquals(answer.body.error?.code, "invalid_jwt_issuer", name);
@@ -93,12 +111,18 @@ Deno.test("JWT_ISSUER names the issuer where SUPABASE_URL is not the public URL 
   const env = testEnv({ SUPABASE_URL: "http://kong:8000", JWT_ISSUER: ISSUER });
   const verifier = okValue(verifierFromEnv(env));
   assertEquals(okValue(await verifier.verify(await tokenWith({}))).userId, USER);
-  assertEquals(errorOf(await verifier.verify(await tokenWith({ iss: "http://kong:8000/auth/v1" }))).code, "invalid_jwt_issuer");
+  assertEquals(
+    errorOf(await verifier.verify(await tokenWith({ iss: "http://kong:8000/auth/v1" }))).code,
+    "invalid_jwt_issuer",
+  );
 });
 
 Deno.test("without SUPABASE_URL or JWT_ISSUER the issuer is unknown and not checked, the audience still is", async () => {
   const verifier = okValue(verifierFromEnv(testEnv()));
-  assertEquals(okValue(await verifier.verify(await tokenWith({ iss: "https://anything.example/auth/v1" }))).userId, USER);
+  assertEquals(
+    okValue(await verifier.verify(await tokenWith({ iss: "https://anything.example/auth/v1" }))).userId,
+    USER,
+  );
   const wrongAud = errorOf(await verifier.verify(await tokenWith({ aud: "some-other-app" })));
   assertEquals([wrongAud.code, wrongAud.status], ["invalid_jwt_audience", 401]);
 });
@@ -107,7 +131,10 @@ Deno.test("the JWKS path checks audience and issuer the same way", async () => {
   const { privateKey, publicKey } = await generateKeyPair("ES256");
   const jwk = { ...(await exportJWK(publicKey)), kid: "key-1", alg: "ES256", use: "sig" };
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: resolve }, () => Response.json({ keys: [jwk] }));
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: resolve },
+    () => Response.json({ keys: [jwk] }),
+  );
   const url = `http://127.0.0.1:${(await listening).port}`;
   try {
     const verifier = okValue(verifierFromEnv(new Map([["SUPABASE_URL", url]])));

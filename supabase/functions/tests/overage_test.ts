@@ -11,7 +11,14 @@ import { dispatch } from "../dispatch/handler.ts";
 import { createStripe } from "../_shared/stripe.ts";
 import type { Sql } from "../_shared/db.ts";
 import { assert, assertEquals } from "./_support/assert.ts";
-import { balance, connect, createCatalog, createTeam, createUser, type TestCatalog } from "./_support/stripe/billing_db.ts";
+import {
+  balance,
+  connect,
+  createCatalog,
+  createTeam,
+  createUser,
+  type TestCatalog,
+} from "./_support/stripe/billing_db.ts";
 import { subscription, uid } from "./_support/stripe/events.ts";
 import { type FakeStripe, startFakeStripe } from "./_support/stripe/fake_stripe.ts";
 
@@ -56,18 +63,32 @@ interface Team {
 /** Olga's team on Pro with 50 credits; "render" costs 10 credits a unit and may run 100 credits past the wallet. */
 async function olgasTeam(world: World): Promise<Team> {
   const action = `t_render_${uid().slice(0, 8).toLowerCase()}`;
-  await world.sql`insert into public.billable_actions (key, name, category, credits) values (${action}, 'Render', 'render', 10)`;
+  await world
+    .sql`insert into public.billable_actions (key, name, category, credits) values (${action}, 'Render', 'render', 10)`;
   const limits = { overage: { actions: [action], max_units_per_period: 100, stripe_meter_event_name: METER } };
-  await world.sql`update public.plans set limits = ${JSON.stringify(limits)}::text::jsonb where key = ${world.catalog.pro.key}`;
+  await world.sql`update public.plans set limits = ${
+    JSON.stringify(limits)
+  }::text::jsonb where key = ${world.catalog.pro.key}`;
   const owner = await createUser(world.sql);
   const team = await createTeam(world.sql, owner);
   const customer = `cus_${uid()}`;
   await world.sql`select private.attach_billing_customer(${team}::uuid, ${customer}, null)`;
-  const sub = subscription({ id: `sub_${uid()}`, customer, accountId: team, priceId: world.catalog.pro.priceId, status: "active" });
-  await world.sql`select private.handle_stripe_event(${JSON.stringify({
-    id: `evt_${uid()}`, object: "event", type: "customer.subscription.created", created: Math.floor(Date.now() / 1000),
-    data: { object: sub },
-  })}::text::jsonb)`;
+  const sub = subscription({
+    id: `sub_${uid()}`,
+    customer,
+    accountId: team,
+    priceId: world.catalog.pro.priceId,
+    status: "active",
+  });
+  await world.sql`select private.handle_stripe_event(${
+    JSON.stringify({
+      id: `evt_${uid()}`,
+      object: "event",
+      type: "customer.subscription.created",
+      created: Math.floor(Date.now() / 1000),
+      data: { object: sub },
+    })
+  }::text::jsonb)`;
   await world.sql`select private.grant_credits(${team}::uuid, 50, 'admin')`;
   return { team, customer, action };
 }
@@ -86,7 +107,8 @@ async function render(sql: Sql, t: Team, units: number, key: string): Promise<Co
 }
 
 async function meterJobs(sql: Sql, t: Team): Promise<number> {
-  const [row] = await sql`select count(*)::int as n from private.jobs j join public.usage_overages o on o.usage_event_id::text = j.payload ->> 'usage_event_id'
+  const [row] =
+    await sql`select count(*)::int as n from private.jobs j join public.usage_overages o on o.usage_event_id::text = j.payload ->> 'usage_event_id'
                           where j.kind = 'overage.meter_event' and o.account_id = ${t.team}`;
   return row.n;
 }
@@ -102,10 +124,14 @@ Deno.test("a render half covered by credits charges the wallet to zero and repor
     const first = await render(world.sql, t, 8, "render-1");
     assertEquals([first.credits_charged, first.overage_units, first.available], [80, 30, 0]);
     assertEquals(await balance(world.sql, t.team), { balance: 0, available: 0 }, "available never goes below zero");
-    const [overage] = await world.sql`select overage_units::int, stripe_meter_event_name, reported_at from public.usage_overages
+    const [overage] = await world
+      .sql`select overage_units::int, stripe_meter_event_name, reported_at from public.usage_overages
                                       where usage_event_id = ${first.usage_event_id}`;
-    assertEquals([overage.overage_units, overage.stripe_meter_event_name, overage.reported_at], [30, METER, null],
-      "the uncovered credits are recorded on the usage event");
+    assertEquals(
+      [overage.overage_units, overage.stripe_meter_event_name, overage.reported_at],
+      [30, METER, null],
+      "the uncovered credits are recorded on the usage event",
+    );
 
     // The client retries with the same idempotency key: the first result, nothing new to report.
     const replay = await render(world.sql, t, 8, "render-1");
@@ -117,7 +143,8 @@ Deno.test("a render half covered by credits charges the wallet to zero and repor
     const event = world.fake.meterEvents.get(first.usage_event_id);
     assert(event !== undefined, "the meter event's identifier is the usage event id");
     assertEquals([event.event_name, event.payload], [METER, { stripe_customer_id: t.customer, value: "30" }]);
-    const [reported] = await world.sql`select reported_at from public.usage_overages where usage_event_id = ${first.usage_event_id}`;
+    const [reported] = await world
+      .sql`select reported_at from public.usage_overages where usage_event_id = ${first.usage_event_id}`;
     assert(reported.reported_at !== null, "the overage is marked reported");
 
     // Replaying again after the report, and dispatching again, sends nothing.
@@ -142,7 +169,10 @@ Deno.test("a Stripe outage is retried and a lost answer is not billed twice: one
     assertEquals(world.fake.meterEvents.has(outage.usage_event_id), false);
     const up = await world.runMeter();
     assertEquals([up.claimed, up.succeeded], [1, 1], JSON.stringify(up));
-    assertEquals(world.fake.meterEvents.get(outage.usage_event_id)?.payload, { stripe_customer_id: t.customer, value: "40" });
+    assertEquals(world.fake.meterEvents.get(outage.usage_event_id)?.payload, {
+      stripe_customer_id: t.customer,
+      value: "40",
+    });
 
     // Stripe records the next event but the answer is lost; whoever retries (the library, or
     // the job) is told the identifier exists, and that counts as delivered.
@@ -152,9 +182,13 @@ Deno.test("a Stripe outage is retried and a lost answer is not billed twice: one
     if (run.retrying > 0) run = await world.runMeter();
     assertEquals(run.succeeded, 1, JSON.stringify(run));
     assertEquals(meterRequests(world.fake, lost.usage_event_id).length, 2, "the event was sent twice");
-    assertEquals([...world.fake.meterEvents.values()].filter((e) => e.identifier === lost.usage_event_id).length, 1,
-      "and recorded once");
-    const [row] = await world.sql`select reported_at from public.usage_overages where usage_event_id = ${lost.usage_event_id}`;
+    assertEquals(
+      [...world.fake.meterEvents.values()].filter((e) => e.identifier === lost.usage_event_id).length,
+      1,
+      "and recorded once",
+    );
+    const [row] = await world
+      .sql`select reported_at from public.usage_overages where usage_event_id = ${lost.usage_event_id}`;
     assert(row.reported_at !== null);
   });
 });

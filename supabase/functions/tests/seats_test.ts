@@ -14,7 +14,14 @@ import { createStripe } from "../_shared/stripe.ts";
 import type { Sql } from "../_shared/db.ts";
 import { assert, assertEquals } from "./_support/assert.ts";
 import { asUserTx } from "./_support/wallet.ts";
-import { connect, createCatalog, createTeam, createUser, type TestCatalog, testEnv } from "./_support/stripe/billing_db.ts";
+import {
+  connect,
+  createCatalog,
+  createTeam,
+  createUser,
+  type TestCatalog,
+  testEnv,
+} from "./_support/stripe/billing_db.ts";
 import { type Json, stripeEvent, subscription, uid, webhookRequest } from "./_support/stripe/events.ts";
 import { type FakeStripe, startFakeStripe } from "./_support/stripe/fake_stripe.ts";
 
@@ -48,7 +55,8 @@ async function withWorld(fn: (world: World) => Promise<void>): Promise<void> {
         const event = stripeEvent(type, object);
         const response = await webhook(await webhookRequest(event));
         if (response.status !== 200) {
-          const [row] = await sql`select error from public.webhook_events where provider = 'stripe' and event_id = ${event.id}`;
+          const [row] =
+            await sql`select error from public.webhook_events where provider = 'stripe' and event_id = ${event.id}`;
           throw new Error(`${type}: ${await response.text()} ${row?.error ?? ""}`);
         }
         await response.body?.cancel();
@@ -70,13 +78,22 @@ interface Team {
 
 /** Priya's team, subscribed to the Pro plan priced with `seatPricing`, `quantity` seats. */
 async function priyasTeam(world: World, seatPricing: Json, quantity = 1): Promise<Team> {
-  await world.sql`update public.plans set seat_pricing = ${JSON.stringify(seatPricing)}::text::jsonb where key = ${world.catalog.pro.key}`;
+  await world.sql`update public.plans set seat_pricing = ${
+    JSON.stringify(seatPricing)
+  }::text::jsonb where key = ${world.catalog.pro.key}`;
   const owner = await createUser(world.sql);
   const team = await createTeam(world.sql, owner);
   const customer = `cus_${uid()}`;
   const subscriptionId = `sub_${uid()}`;
-  const sub = subscription({ id: subscriptionId, customer, accountId: team, priceId: world.catalog.pro.priceId, status: "active", quantity });
-  const itemId = ((sub.items as { data: Json[] }).data[0]).id as string;
+  const sub = subscription({
+    id: subscriptionId,
+    customer,
+    accountId: team,
+    priceId: world.catalog.pro.priceId,
+    status: "active",
+    quantity,
+  });
+  const itemId = (sub.items as { data: Json[] }).data[0].id as string;
   world.fake.addSubscription(subscriptionId, [{ id: itemId, price: world.catalog.pro.priceId, quantity }]);
   await world.deliver("customer.subscription.created", sub);
   return { owner, team, subscriptionId, itemId, customer };
@@ -94,7 +111,8 @@ async function join(sql: Sql, team: string, n: number): Promise<string[]> {
 }
 
 async function pendingSyncs(sql: Sql, t: Team): Promise<number> {
-  const [row] = await sql`select count(*)::int as n from private.jobs j join public.subscriptions s on s.id::text = j.payload ->> 'subscription_id'
+  const [row] =
+    await sql`select count(*)::int as n from private.jobs j join public.subscriptions s on s.id::text = j.payload ->> 'subscription_id'
                           where j.kind = 'seats.sync' and j.status = 'pending' and s.stripe_subscription_id = ${t.subscriptionId}`;
   return row.n;
 }
@@ -116,9 +134,17 @@ Deno.test("a burst of 20 joins makes one job and one quantity update with the la
     assertEquals(world.fake.itemQuantity(t.itemId), 21);
 
     // Stripe confirms: the recorded quantity follows, and nothing more is queued.
-    const sub = subscription({ id: t.subscriptionId, customer: t.customer, accountId: t.team, priceId: world.catalog.pro.priceId, status: "active", quantity: 21 });
+    const sub = subscription({
+      id: t.subscriptionId,
+      customer: t.customer,
+      accountId: t.team,
+      priceId: world.catalog.pro.priceId,
+      status: "active",
+      quantity: 21,
+    });
     await world.deliver("customer.subscription.updated", sub);
-    const [row] = await world.sql`select quantity from public.subscriptions where stripe_subscription_id = ${t.subscriptionId}`;
+    const [row] = await world
+      .sql`select quantity from public.subscriptions where stripe_subscription_id = ${t.subscriptionId}`;
     assertEquals(row.quantity, 21);
     assertEquals(await pendingSyncs(world.sql, t), 0);
   });
@@ -133,10 +159,17 @@ Deno.test("removals and invitations counted by the plan make one update; a job r
     assertEquals(updatesOf(world.fake, t).length, 0, "the count equals the quantity: nothing sent");
 
     await world.sql`delete from public.account_members where account_id = ${t.team} and user_id in (${a}, ${b})`;
-    await asUserTx(world.sql, t.owner, (tx) => tx`select public.invite_member(${t.team}::uuid, ${`new-${uid()}@example.com`}, 'member')`);
+    await asUserTx(
+      world.sql,
+      t.owner,
+      (tx) => tx`select public.invite_member(${t.team}::uuid, ${`new-${uid()}@example.com`}, 'member')`,
+    );
     assertEquals(await pendingSyncs(world.sql, t), 1);
     await world.runSyncs();
-    assertEquals(updatesOf(world.fake, t).map((r) => [r.params.quantity, r.params.proration_behavior]), [["3", "create_prorations"]]);
+    assertEquals(updatesOf(world.fake, t).map((r) => [r.params.quantity, r.params.proration_behavior]), [[
+      "3",
+      "create_prorations",
+    ]]);
 
     // A join lands while the job is running (claimed, not pending): a second job follows it.
     world.fake.onAnswer = async (request) => {
@@ -159,8 +192,11 @@ Deno.test("an invitation is not a seat until accepted (when the plan says so); a
     const t = await priyasTeam(world, { per_seat: true });
     const invitee = await createUser(world.sql);
     const [{ email }] = await world.sql`select email from auth.users where id = ${invitee}`;
-    const [{ invitation }] = await asUserTx(world.sql, t.owner, (tx) =>
-      tx`select public.invite_member(${t.team}::uuid, ${email}, 'member') as invitation`);
+    const [{ invitation }] = await asUserTx(
+      world.sql,
+      t.owner,
+      (tx) => tx`select public.invite_member(${t.team}::uuid, ${email}, 'member') as invitation`,
+    );
     assertEquals(await pendingSyncs(world.sql, t), 0, "a pending invitation is not billable on this plan");
     await asUserTx(world.sql, invitee, (tx) => tx`select public.accept_invitation(${invitation.token})`);
     assertEquals(await pendingSyncs(world.sql, t), 1, "the new member is");
@@ -199,13 +235,26 @@ Deno.test("customer.subscription.updated records Stripe's quantity and a drift f
 
     // Someone sets 5 seats in the Stripe dashboard.
     world.fake.addSubscription(t.subscriptionId, [{ id: t.itemId, price: world.catalog.pro.priceId, quantity: 5 }]);
-    await world.deliver("customer.subscription.updated",
-      subscription({ id: t.subscriptionId, customer: t.customer, accountId: t.team, priceId: world.catalog.pro.priceId, status: "active", quantity: 5 }));
-    const [row] = await world.sql`select quantity from public.subscriptions where stripe_subscription_id = ${t.subscriptionId}`;
+    await world.deliver(
+      "customer.subscription.updated",
+      subscription({
+        id: t.subscriptionId,
+        customer: t.customer,
+        accountId: t.team,
+        priceId: world.catalog.pro.priceId,
+        status: "active",
+        quantity: 5,
+      }),
+    );
+    const [row] = await world
+      .sql`select quantity from public.subscriptions where stripe_subscription_id = ${t.subscriptionId}`;
     assertEquals(row.quantity, 5, "recorded as Stripe has it");
     assertEquals(await pendingSyncs(world.sql, t), 1, "the drift queues a sync");
     await world.runSyncs();
-    assertEquals(updatesOf(world.fake, t).map((r) => [r.params.quantity, r.params.proration_behavior]), [["3", "none"]]);
+    assertEquals(updatesOf(world.fake, t).map((r) => [r.params.quantity, r.params.proration_behavior]), [[
+      "3",
+      "none",
+    ]]);
   });
 });
 
@@ -213,7 +262,8 @@ Deno.test("prepaid seats: an invitation beyond the seats paid for is refused wit
   await withWorld(async (world) => {
     const t = await priyasTeam(world, { per_seat: true, prepaid: true }, 3);
     await join(world.sql, t.team, 1); // 2 of 3 seats taken
-    const invite = (email: string) => asUserTx(world.sql, t.owner, (tx) => tx`select public.invite_member(${t.team}::uuid, ${email}, 'member')`);
+    const invite = (email: string) =>
+      asUserTx(world.sql, t.owner, (tx) => tx`select public.invite_member(${t.team}::uuid, ${email}, 'member')`);
     await invite(`third-${uid()}@example.com`); // the third seat (pending invitations count when inviting)
     try {
       await invite(`fourth-${uid()}@example.com`);

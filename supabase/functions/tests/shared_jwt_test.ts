@@ -159,7 +159,11 @@ Deno.test("without JWT_SECRET, tokens are verified with the project's JWKS", asy
 
     // GoTrue of that project signs with iss = <SUPABASE_URL>/auth/v1.
     const sign = async (key: CryptoKey, kid: string) =>
-      await new SignJWT(userClaims(USER, { iss: `${server.url}/auth/v1` })).setProtectedHeader({ alg: "ES256", kid, typ: "JWT" }).sign(key);
+      await new SignJWT(userClaims(USER, { iss: `${server.url}/auth/v1` })).setProtectedHeader({
+        alg: "ES256",
+        kid,
+        typ: "JWT",
+      }).sign(key);
 
     assertEquals(okValue(await jwks.verify(await sign(privateKey, "key-1"))).userId, USER);
 

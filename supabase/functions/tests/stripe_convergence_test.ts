@@ -10,7 +10,15 @@ import fc from "fast-check";
 import { createWebhookHandler } from "../stripe-webhook/handler.ts";
 import type { Sql } from "../_shared/db.ts";
 import { assert, assertEquals } from "./_support/assert.ts";
-import { balance, connect, createCatalog, createUser, recordCheckoutSessions, type TestCatalog, testEnv } from "./_support/stripe/billing_db.ts";
+import {
+  balance,
+  connect,
+  createCatalog,
+  createUser,
+  recordCheckoutSessions,
+  type TestCatalog,
+  testEnv,
+} from "./_support/stripe/billing_db.ts";
 import {
   charge,
   checkoutSession,
@@ -19,8 +27,8 @@ import {
   invoice,
   invoicePayment,
   paymentIntent,
-  type StripeEventJson,
   stripeEvent,
+  type StripeEventJson,
   subscription,
   uid,
   webhookRequest,
@@ -47,30 +55,196 @@ function lifeOf(account: string, catalog: TestCatalog, t0: number): StripeEventJ
 
   return [
     ev(1, "customer.created", customer({ id: cus, accountId: account }), t0),
-    ev(2, "checkout.session.completed", checkoutSession({ id: `cs_test_${id}s`, accountId: account, customer: cus, mode: "subscription", paymentStatus: "paid", item: basic.key, kind: "plan", amountTotal: basic.price, subscription: sub }), t0 + 1),
-    ev(3, "customer.subscription.created", subscription({ ...subBase, priceId: basic.priceId, status: "incomplete" }), t0 + 1),
-    ev(4, "customer.subscription.updated", subscription({ ...subBase, priceId: basic.priceId, status: "active" }), t0 + 2),
-    ev(5, "invoice.paid", invoice({ id: first.inv, customer: cus, subscription: sub, accountId: account, priceId: basic.priceId, amountPaid: basic.price, billingReason: "subscription_create", periodStart: start, periodEnd: end }), t0 + 2),
-    ev(6, "invoice_payment.paid", invoicePayment({ invoice: first.inv, paymentIntent: first.pi, charge: first.ch }), t0 + 2),
+    ev(
+      2,
+      "checkout.session.completed",
+      checkoutSession({
+        id: `cs_test_${id}s`,
+        accountId: account,
+        customer: cus,
+        mode: "subscription",
+        paymentStatus: "paid",
+        item: basic.key,
+        kind: "plan",
+        amountTotal: basic.price,
+        subscription: sub,
+      }),
+      t0 + 1,
+    ),
+    ev(
+      3,
+      "customer.subscription.created",
+      subscription({ ...subBase, priceId: basic.priceId, status: "incomplete" }),
+      t0 + 1,
+    ),
+    ev(
+      4,
+      "customer.subscription.updated",
+      subscription({ ...subBase, priceId: basic.priceId, status: "active" }),
+      t0 + 2,
+    ),
+    ev(
+      5,
+      "invoice.paid",
+      invoice({
+        id: first.inv,
+        customer: cus,
+        subscription: sub,
+        accountId: account,
+        priceId: basic.priceId,
+        amountPaid: basic.price,
+        billingReason: "subscription_create",
+        periodStart: start,
+        periodEnd: end,
+      }),
+      t0 + 2,
+    ),
+    ev(
+      6,
+      "invoice_payment.paid",
+      invoicePayment({ invoice: first.inv, paymentIntent: first.pi, charge: first.ch }),
+      t0 + 2,
+    ),
     // Upgrade, then in the same second a cancellation scheduled and withdrawn: a three-way tie.
-    ev(7, "customer.subscription.updated", subscription({ ...subBase, priceId: pro.priceId, status: "active" }), t0 + 10),
-    ev(8, "customer.subscription.updated", subscription({ ...subBase, priceId: pro.priceId, status: "active", cancelAtPeriodEnd: true }), t0 + 10),
-    ev(9, "customer.subscription.trial_will_end", subscription({ ...subBase, priceId: pro.priceId, status: "active", cancelAtPeriodEnd: false }), t0 + 10),
+    ev(
+      7,
+      "customer.subscription.updated",
+      subscription({ ...subBase, priceId: pro.priceId, status: "active" }),
+      t0 + 10,
+    ),
+    ev(
+      8,
+      "customer.subscription.updated",
+      subscription({ ...subBase, priceId: pro.priceId, status: "active", cancelAtPeriodEnd: true }),
+      t0 + 10,
+    ),
+    ev(
+      9,
+      "customer.subscription.trial_will_end",
+      subscription({ ...subBase, priceId: pro.priceId, status: "active", cancelAtPeriodEnd: false }),
+      t0 + 10,
+    ),
     // A pack bought by bank debit: completed unpaid, then paid, then refunded 30 % and 50 %.
-    ev(10, "checkout.session.completed", checkoutSession({ id: pack.cs, accountId: account, customer: cus, mode: "payment", paymentStatus: "unpaid", item: catalog.pack.key, amountTotal: catalog.pack.price, paymentIntent: pack.pi }), t0 + 20),
-    ev(11, "checkout.session.async_payment_succeeded", checkoutSession({ id: pack.cs, accountId: account, customer: cus, mode: "payment", paymentStatus: "paid", item: catalog.pack.key, amountTotal: catalog.pack.price, paymentIntent: pack.pi }), t0 + 30),
-    ev(12, "payment_intent.succeeded", paymentIntent({ id: pack.pi, latestCharge: pack.ch, amount: catalog.pack.price }), t0 + 30),
-    ev(13, "charge.refunded", charge({ id: pack.ch, paymentIntent: pack.pi, amount: catalog.pack.price, amountRefunded: 300 }), t0 + 40),
-    ev(14, "charge.refunded", charge({ id: pack.ch, paymentIntent: pack.pi, amount: catalog.pack.price, amountRefunded: 500 }), t0 + 41),
+    ev(
+      10,
+      "checkout.session.completed",
+      checkoutSession({
+        id: pack.cs,
+        accountId: account,
+        customer: cus,
+        mode: "payment",
+        paymentStatus: "unpaid",
+        item: catalog.pack.key,
+        amountTotal: catalog.pack.price,
+        paymentIntent: pack.pi,
+      }),
+      t0 + 20,
+    ),
+    ev(
+      11,
+      "checkout.session.async_payment_succeeded",
+      checkoutSession({
+        id: pack.cs,
+        accountId: account,
+        customer: cus,
+        mode: "payment",
+        paymentStatus: "paid",
+        item: catalog.pack.key,
+        amountTotal: catalog.pack.price,
+        paymentIntent: pack.pi,
+      }),
+      t0 + 30,
+    ),
+    ev(
+      12,
+      "payment_intent.succeeded",
+      paymentIntent({ id: pack.pi, latestCharge: pack.ch, amount: catalog.pack.price }),
+      t0 + 30,
+    ),
+    ev(
+      13,
+      "charge.refunded",
+      charge({ id: pack.ch, paymentIntent: pack.pi, amount: catalog.pack.price, amountRefunded: 300 }),
+      t0 + 40,
+    ),
+    ev(
+      14,
+      "charge.refunded",
+      charge({ id: pack.ch, paymentIntent: pack.pi, amount: catalog.pack.price, amountRefunded: 500 }),
+      t0 + 41,
+    ),
     // The first invoice's charge is disputed, then the dispute is won.
-    ev(15, "charge.dispute.created", dispute({ id: first.dp, charge: first.ch, paymentIntent: first.pi, amount: basic.price, status: "needs_response" }), t0 + 50),
-    ev(16, "charge.dispute.closed", dispute({ id: first.dp, charge: first.ch, paymentIntent: first.pi, amount: basic.price, status: "won" }), t0 + 60),
+    ev(
+      15,
+      "charge.dispute.created",
+      dispute({
+        id: first.dp,
+        charge: first.ch,
+        paymentIntent: first.pi,
+        amount: basic.price,
+        status: "needs_response",
+      }),
+      t0 + 50,
+    ),
+    ev(
+      16,
+      "charge.dispute.closed",
+      dispute({ id: first.dp, charge: first.ch, paymentIntent: first.pi, amount: basic.price, status: "won" }),
+      t0 + 60,
+    ),
     // Renewal: the first attempt fails, the retry succeeds.
-    ev(17, "customer.subscription.updated", subscription({ ...subBase, priceId: pro.priceId, status: "past_due", periodStart: end, periodEnd: nextEnd }), t0 + 70),
-    ev(18, "invoice.payment_failed", invoice({ id: second.inv, customer: cus, subscription: sub, accountId: account, priceId: pro.priceId, amountPaid: 0, amountDue: pro.price, status: "open", periodStart: end, periodEnd: nextEnd }), t0 + 70),
-    ev(19, "invoice.paid", invoice({ id: second.inv, customer: cus, subscription: sub, accountId: account, priceId: pro.priceId, amountPaid: pro.price, periodStart: end, periodEnd: nextEnd, paymentIntent: second.pi, charge: second.ch }), t0 + 80),
-    ev(20, "customer.subscription.updated", subscription({ ...subBase, priceId: pro.priceId, status: "active", periodStart: end, periodEnd: nextEnd }), t0 + 80),
-    ev(21, "customer.subscription.deleted", subscription({ ...subBase, priceId: pro.priceId, status: "canceled", periodStart: end, periodEnd: nextEnd }), t0 + 90),
+    ev(
+      17,
+      "customer.subscription.updated",
+      subscription({ ...subBase, priceId: pro.priceId, status: "past_due", periodStart: end, periodEnd: nextEnd }),
+      t0 + 70,
+    ),
+    ev(
+      18,
+      "invoice.payment_failed",
+      invoice({
+        id: second.inv,
+        customer: cus,
+        subscription: sub,
+        accountId: account,
+        priceId: pro.priceId,
+        amountPaid: 0,
+        amountDue: pro.price,
+        status: "open",
+        periodStart: end,
+        periodEnd: nextEnd,
+      }),
+      t0 + 70,
+    ),
+    ev(
+      19,
+      "invoice.paid",
+      invoice({
+        id: second.inv,
+        customer: cus,
+        subscription: sub,
+        accountId: account,
+        priceId: pro.priceId,
+        amountPaid: pro.price,
+        periodStart: end,
+        periodEnd: nextEnd,
+        paymentIntent: second.pi,
+        charge: second.ch,
+      }),
+      t0 + 80,
+    ),
+    ev(
+      20,
+      "customer.subscription.updated",
+      subscription({ ...subBase, priceId: pro.priceId, status: "active", periodStart: end, periodEnd: nextEnd }),
+      t0 + 80,
+    ),
+    ev(
+      21,
+      "customer.subscription.deleted",
+      subscription({ ...subBase, priceId: pro.priceId, status: "canceled", periodStart: end, periodEnd: nextEnd }),
+      t0 + 90,
+    ),
   ];
 }
 
@@ -80,7 +254,8 @@ async function stateOf(sql: Sql, account: string) {
                                 extract(epoch from current_period_start)::bigint as period_start,
                                 extract(epoch from current_period_end)::bigint as period_end
                          from public.subscriptions where account_id = ${account}`;
-  const payments = await sql`select kind, item_key, status, settlement, amount, amount_refunded, credits_due, credits_granted,
+  const payments =
+    await sql`select kind, item_key, status, settlement, amount, amount_refunded, credits_due, credits_granted,
                                     credits_clawed_back, dispute_status, flagged_reason, stripe_charge_id is not null as has_charge
                              from public.payments where account_id = ${account} order by kind, amount, credits_due`;
   const [customerRow] = await sql`select status from public.billing_customers where account_id = ${account}`;
@@ -120,8 +295,11 @@ Deno.test("the same event stream in order, reversed, and shuffled with duplicate
     const expected = await stateOf(sql, ordered);
     assertEquals(expected.subscriptions[0]?.status, "canceled");
     assertEquals(expected.plan, "free", "canceled: back on free");
-    assertEquals(expected.wallet, { balance: 50 + 250 - 125 + 100 + 1000, available: 50 + 250 - 125 + 100 + 1000 },
-      "signup + pack - half the pack refunded + both invoices (the won dispute gave its credits back)");
+    assertEquals(
+      expected.wallet,
+      { balance: 50 + 250 - 125 + 100 + 1000, available: 50 + 250 - 125 + 100 + 1000 },
+      "signup + pack - half the pack refunded + both invoices (the won dispute gave its credits back)",
+    );
     const byKind = Object.fromEntries(expected.payments.map((p) => [`${p.kind}:${p.amount}`, p]));
     assertEquals(byKind["credit_pack:1000"].status, "partially_refunded");
     assertEquals(byKind["subscription_invoice:1000"].dispute_status, "won");
@@ -145,7 +323,10 @@ Deno.test("the same event stream in order, reversed, and shuffled with duplicate
             .sort((a, b) => a.key - b.key)
             .map((x) => x.event);
           const statuses = await deliverAll(sql, stream);
-          assert(statuses.filter((s) => s === "duplicate").length === duplicated.length, "every redelivery is a duplicate");
+          assert(
+            statuses.filter((s) => s === "duplicate").length === duplicated.length,
+            "every redelivery is a duplicate",
+          );
           assertEquals(await stateOf(sql, account), expected);
         },
       ),
@@ -168,19 +349,39 @@ Deno.test("same-second ties are broken the same way whatever the arrival order",
       // Stripe sends trial_will_end and updated in the same second (stripe-sync-engine #268), and
       // two updates in one second whose only difference is the cancellation flag.
       const events = [
-        stripeEvent("customer.subscription.trial_will_end", subscription({ ...base, status: "trialing", trialEnd: t + 3 * DAY }), { id: "evt_tie_a", created: t }),
-        stripeEvent("customer.subscription.updated", subscription({ ...base, status: "active" }), { id: "evt_tie_b", created: t }),
-        stripeEvent("customer.subscription.updated", subscription({ ...base, status: "active", cancelAtPeriodEnd: true }), { id: `evt_tie_c`, created: t }),
+        stripeEvent(
+          "customer.subscription.trial_will_end",
+          subscription({ ...base, status: "trialing", trialEnd: t + 3 * DAY }),
+          { id: "evt_tie_a", created: t },
+        ),
+        stripeEvent("customer.subscription.updated", subscription({ ...base, status: "active" }), {
+          id: "evt_tie_b",
+          created: t,
+        }),
+        stripeEvent(
+          "customer.subscription.updated",
+          subscription({ ...base, status: "active", cancelAtPeriodEnd: true }),
+          { id: `evt_tie_c`, created: t },
+        ),
       ];
       // Event ids are global: make them unique per account but keep their order.
       for (const e of events) e.id = `${e.id}_${sub}`;
       await deliverAll(sql, order.map((i) => events[i]));
-      const [row] = await sql`select status, cancel_at_period_end, last_event_id from public.subscriptions where stripe_subscription_id = ${sub}`;
-      return { status: row.status, cancel: row.cancel_at_period_end, last: (row.last_event_id as string).split("_")[2] };
+      const [row] =
+        await sql`select status, cancel_at_period_end, last_event_id from public.subscriptions where stripe_subscription_id = ${sub}`;
+      return {
+        status: row.status,
+        cancel: row.cancel_at_period_end,
+        last: (row.last_event_id as string).split("_")[2],
+      };
     };
     const expected = { status: "active", cancel: true, last: "c" };
     for (const order of [[0, 1, 2], [2, 1, 0], [1, 0, 2], [2, 0, 1]]) {
-      assertEquals(await outcome(order), expected, `order ${order.join(",")}: the further status wins, then the greater event id`);
+      assertEquals(
+        await outcome(order),
+        expected,
+        `order ${order.join(",")}: the further status wins, then the greater event id`,
+      );
     }
   } finally {
     await sql.end();

@@ -21,7 +21,15 @@ import {
   type TestCatalog,
   testEnv,
 } from "./_support/stripe/billing_db.ts";
-import { checkoutSession, customer, invoice, type StripeEventJson, stripeEvent, uid, webhookRequest } from "./_support/stripe/events.ts";
+import {
+  checkoutSession,
+  customer,
+  invoice,
+  stripeEvent,
+  type StripeEventJson,
+  uid,
+  webhookRequest,
+} from "./_support/stripe/events.ts";
 
 type Json = Record<string, unknown>;
 
@@ -54,7 +62,10 @@ async function withWorld(fn: (world: World) => Promise<void>): Promise<void> {
 async function customerFor(world: World): Promise<{ account: string; customer: string }> {
   const account = await createUser(world.sql);
   const cus = `cus_${uid()}`;
-  assertEquals((await world.deliver(stripeEvent("customer.created", customer({ id: cus, accountId: account })))).body.status, "processed");
+  assertEquals(
+    (await world.deliver(stripeEvent("customer.created", customer({ id: cus, accountId: account })))).body.status,
+    "processed",
+  );
   return { account, customer: cus };
 }
 
@@ -74,8 +85,15 @@ function discountedInvoice(o: {
 }): Json {
   const net = o.listAmount - o.discount;
   const inv = invoice({
-    id: `in_${uid()}`, customer: o.customer, subscription: o.subscription, accountId: o.accountId, priceId: o.priceId,
-    amountPaid: net, subtotal: o.listAmount, totalExcludingTax: net, billingReason: o.billingReason ?? "subscription_cycle",
+    id: `in_${uid()}`,
+    customer: o.customer,
+    subscription: o.subscription,
+    accountId: o.accountId,
+    priceId: o.priceId,
+    amountPaid: net,
+    subtotal: o.listAmount,
+    totalExcludingTax: net,
+    billingReason: o.billingReason ?? "subscription_cycle",
   }) as Json & { lines: { data: Json[] } };
   const discount = `di_${uid()}`;
   inv.discounts = [discount];
@@ -91,14 +109,26 @@ Deno.test("a subscription invoice discounted by a coupon earns the plan's credit
     const { basic } = world.catalog;
     const sub = `sub_${uid()}`;
     const base = { customer: cus, subscription: sub, accountId: account, priceId: basic.priceId };
-    const paymentOf = async (id: unknown) => (await paymentsOf(world.sql, account)).find((p) => p.stripe_invoice_id === id);
+    const paymentOf = async (id: unknown) =>
+      (await paymentsOf(world.sql, account)).find((p) => p.stripe_invoice_id === id);
 
     // Dana subscribes with a 25%-off promotion code: she pays 750 for the 1000 plan.
-    const first = discountedInvoice({ ...base, listAmount: basic.price, discount: 250, billingReason: "subscription_create" });
+    const first = discountedInvoice({
+      ...base,
+      listAmount: basic.price,
+      discount: 250,
+      billingReason: "subscription_create",
+    });
     assertEquals((await world.deliver(stripeEvent("invoice.paid", first))).body.status, "processed");
     let payment = await paymentOf(first.id);
     assertEquals(
-      [payment?.status, payment?.amount, (payment as Json | undefined)?.expected_amount, payment?.flagged_reason, payment?.credits_granted],
+      [
+        payment?.status,
+        payment?.amount,
+        (payment as Json | undefined)?.expected_amount,
+        payment?.flagged_reason,
+        payment?.credits_granted,
+      ],
       ["paid", "750", String(basic.price), null, String(basic.credits)],
       "the amount paid is recorded; the credits are the plan's, in full",
     );
@@ -108,7 +138,11 @@ Deno.test("a subscription invoice discounted by a coupon earns the plan's credit
     const free = discountedInvoice({ ...base, listAmount: basic.price, discount: basic.price });
     await world.deliver(stripeEvent("invoice.paid", free));
     payment = await paymentOf(free.id);
-    assertEquals([payment?.amount, payment?.flagged_reason, payment?.credits_granted], ["0", null, String(basic.credits)]);
+    assertEquals([payment?.amount, payment?.flagged_reason, payment?.credits_granted], [
+      "0",
+      null,
+      String(basic.credits),
+    ]);
     assertEquals((await balance(world.sql, account)).balance, 50 + 2 * basic.credits);
   });
 });
@@ -123,13 +157,19 @@ Deno.test("a discounted invoice for a price that is not the catalog's stays flag
     const odd = discountedInvoice({ ...base, listAmount: 800, discount: 300 });
     await world.deliver(stripeEvent("invoice.paid", odd));
     const payment = (await paymentsOf(world.sql, account)).find((p) => p.stripe_invoice_id === odd.id);
-    assertEquals([payment?.credits_granted, payment?.flagged_reason], ["0", `amount_mismatch: expected ${basic.price} usd, got 800`]);
+    assertEquals([payment?.credits_granted, payment?.flagged_reason], [
+      "0",
+      `amount_mismatch: expected ${basic.price} usd, got 800`,
+    ]);
 
     // Without a discount, a short payment is still a mismatch.
     const short = invoice({ ...base, id: `in_${uid()}`, amountPaid: 500, subtotal: 500 });
     await world.deliver(stripeEvent("invoice.paid", short));
     const flagged = (await paymentsOf(world.sql, account)).find((p) => p.stripe_invoice_id === short.id);
-    assertEquals([flagged?.credits_granted, flagged?.flagged_reason], ["0", `amount_mismatch: expected ${basic.price} usd, got 500`]);
+    assertEquals([flagged?.credits_granted, flagged?.flagged_reason], [
+      "0",
+      `amount_mismatch: expected ${basic.price} usd, got 500`,
+    ]);
     assertEquals((await balance(world.sql, account)).balance, 50, "neither earned credits");
   });
 });
@@ -139,32 +179,75 @@ Deno.test("a credit pack bought with a coupon earns the pack's credits; a price 
     const { account, customer: cus } = await customerFor(world);
     const { pack } = world.catalog;
     const base = { accountId: account, customer: cus, mode: "payment" as const, item: pack.key };
-    const paymentOf = async (id: unknown) => (await paymentsOf(world.sql, account)).find((p) => p.stripe_checkout_session_id === id);
+    const paymentOf = async (id: unknown) =>
+      (await paymentsOf(world.sql, account)).find((p) => p.stripe_checkout_session_id === id);
 
     // 40% off: amount_subtotal is the catalog price, amount_total what was paid.
-    const discounted = checkoutSession({ ...base, id: `cs_test_${uid()}`, paymentStatus: "paid", amountSubtotal: pack.price, amountTotal: 600, amountDiscount: 400 });
+    const discounted = checkoutSession({
+      ...base,
+      id: `cs_test_${uid()}`,
+      paymentStatus: "paid",
+      amountSubtotal: pack.price,
+      amountTotal: 600,
+      amountDiscount: 400,
+    });
     assertEquals((await world.deliver(stripeEvent("checkout.session.completed", discounted))).body.status, "processed");
     let payment = await paymentOf(discounted.id);
-    assertEquals([payment?.amount, payment?.flagged_reason, payment?.credits_granted], ["600", null, String(pack.credits)]);
+    assertEquals([payment?.amount, payment?.flagged_reason, payment?.credits_granted], [
+      "600",
+      null,
+      String(pack.credits),
+    ]);
 
     // 100% off: Stripe needs no payment; the pack's credits come all the same.
-    const free = checkoutSession({ ...base, id: `cs_test_${uid()}`, paymentStatus: "no_payment_required", amountSubtotal: pack.price, amountTotal: 0, amountDiscount: pack.price });
+    const free = checkoutSession({
+      ...base,
+      id: `cs_test_${uid()}`,
+      paymentStatus: "no_payment_required",
+      amountSubtotal: pack.price,
+      amountTotal: 0,
+      amountDiscount: pack.price,
+    });
     await world.deliver(stripeEvent("checkout.session.completed", free));
     payment = await paymentOf(free.id);
-    assertEquals([payment?.amount, payment?.flagged_reason, payment?.credits_granted], ["0", null, String(pack.credits)]);
+    assertEquals([payment?.amount, payment?.flagged_reason, payment?.credits_granted], [
+      "0",
+      null,
+      String(pack.credits),
+    ]);
     assertEquals((await balance(world.sql, account)).balance, 50 + 2 * pack.credits);
 
     // Two packs for the price of one before the discount: flagged on the amount before discounts.
-    const short = checkoutSession({ ...base, id: `cs_test_${uid()}`, paymentStatus: "paid", quantity: 2, amountSubtotal: pack.price, amountTotal: 800, amountDiscount: 200 });
+    const short = checkoutSession({
+      ...base,
+      id: `cs_test_${uid()}`,
+      paymentStatus: "paid",
+      quantity: 2,
+      amountSubtotal: pack.price,
+      amountTotal: 800,
+      amountDiscount: 200,
+    });
     await world.deliver(stripeEvent("checkout.session.completed", short));
     payment = await paymentOf(short.id);
-    assertEquals([payment?.credits_granted, payment?.flagged_reason], ["0", `amount_mismatch: expected ${2 * pack.price} usd, got ${pack.price}`]);
+    assertEquals([payment?.credits_granted, payment?.flagged_reason], [
+      "0",
+      `amount_mismatch: expected ${2 * pack.price} usd, got ${pack.price}`,
+    ]);
 
     // no_payment_required without a discount that explains it is still refused.
-    const odd = checkoutSession({ ...base, id: `cs_test_${uid()}`, paymentStatus: "no_payment_required", amountSubtotal: pack.price, amountTotal: pack.price });
+    const odd = checkoutSession({
+      ...base,
+      id: `cs_test_${uid()}`,
+      paymentStatus: "no_payment_required",
+      amountSubtotal: pack.price,
+      amountTotal: pack.price,
+    });
     await world.deliver(stripeEvent("checkout.session.completed", odd));
     payment = await paymentOf(odd.id);
-    assertEquals([payment?.credits_granted, payment?.flagged_reason], ["0", `no_payment_required: expected ${pack.price} usd`]);
+    assertEquals([payment?.credits_granted, payment?.flagged_reason], [
+      "0",
+      `no_payment_required: expected ${pack.price} usd`,
+    ]);
     assertEquals((await balance(world.sql, account)).balance, 50 + 2 * pack.credits);
   });
 });

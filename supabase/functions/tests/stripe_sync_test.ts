@@ -33,8 +33,10 @@ Deno.test("stripe:sync creates, then changes nothing, then replaces a changed pr
 
     // A dry run says what it would do and does nothing.
     const preview = await syncCatalog(sql, stripe, { keys, dryRun: true });
-    assertEquals(preview.map((r) => [r.key, r.action]).sort(), [[c.basic.key, "created"], [c.pack.key, "created"], [c.pro.key, "created"]],
-      "the retired pack is not sold, so not synced");
+    assertEquals(preview.map((r) => [r.key, r.action]).sort(), [[c.basic.key, "created"], [c.pack.key, "created"], [
+      c.pro.key,
+      "created",
+    ]], "the retired pack is not sold, so not synced");
     assertEquals(fake.requests.filter((r) => r.method === "POST").length, 0, "a dry run writes nothing to Stripe");
     assert((await catalogIds(sql, c)).every((r) => r.stripe_price_id === null));
 
@@ -45,14 +47,25 @@ Deno.test("stripe:sync creates, then changes nothing, then replaces a changed pr
     const prices = [...fake.prices.values()];
     assertEquals(prices.map((p) => p.lookup_key).sort(), [c.basic.key, c.pack.key, c.pro.key].sort());
     const basicPrice = prices.find((p) => p.lookup_key === c.basic.key)!;
-    assertEquals([basicPrice.unit_amount, basicPrice.currency, (basicPrice.recurring as { interval: string }).interval], [c.basic.price, "usd", "month"]);
+    assertEquals(
+      [basicPrice.unit_amount, basicPrice.currency, (basicPrice.recurring as { interval: string }).interval],
+      [c.basic.price, "usd", "month"],
+    );
     assertEquals(prices.find((p) => p.lookup_key === c.pack.key)!.recurring, null, "a pack is a one-time price");
     const ids = await catalogIds(sql, c);
     for (const row of ids) {
       const price = fake.prices.get(row.stripe_price_id!);
-      assertEquals([price?.lookup_key, price?.product], [row.key, row.stripe_product_id], `${row.key} points at its price and product`);
+      assertEquals(
+        [price?.lookup_key, price?.product],
+        [row.key, row.stripe_product_id],
+        `${row.key} points at its price and product`,
+      );
     }
-    assert(fake.requestsTo("/v1/prices").filter((r) => r.method === "POST").every((r) => r.idempotencyKey?.startsWith("stripe-sync:price:")));
+    assert(
+      fake.requestsTo("/v1/prices").filter((r) => r.method === "POST").every((r) =>
+        r.idempotencyKey?.startsWith("stripe-sync:price:")
+      ),
+    );
     const table = formatTable(first);
     assert(table.split("\n")[0].startsWith("kind") && table.includes(c.pro.key), table);
 
@@ -60,7 +73,11 @@ Deno.test("stripe:sync creates, then changes nothing, then replaces a changed pr
     const writesBefore = fake.requests.filter((r) => r.method === "POST").length;
     const second = await syncCatalog(sql, stripe, { keys });
     assertEquals(second.map((r) => r.action), ["unchanged", "unchanged", "unchanged"]);
-    assertEquals(fake.requests.filter((r) => r.method === "POST").length, writesBefore, "idempotent: no write to Stripe");
+    assertEquals(
+      fake.requests.filter((r) => r.method === "POST").length,
+      writesBefore,
+      "idempotent: no write to Stripe",
+    );
     assertEquals(await catalogIds(sql, c), ids);
 
     // Sam raises Pro from 29 to 39: a new price takes the key, the old one is archived.
@@ -76,12 +93,19 @@ Deno.test("stripe:sync creates, then changes nothing, then replaces a changed pr
     const [pro] = (await catalogIds(sql, c)).filter((r) => r.key === c.pro.key);
     assert(pro.stripe_price_id !== oldPro.stripe_price_id);
     assertEquals(pro.stripe_product_id, oldPro.stripe_product_id, "the same product");
-    assertEquals([fake.prices.get(pro.stripe_price_id!)?.unit_amount, fake.prices.get(pro.stripe_price_id!)?.lookup_key], [3900, c.pro.key]);
+    assertEquals([
+      fake.prices.get(pro.stripe_price_id!)?.unit_amount,
+      fake.prices.get(pro.stripe_price_id!)?.lookup_key,
+    ], [3900, c.pro.key]);
     const transfer = fake.requestsTo("/v1/prices").filter((r) => r.method === "POST").at(-1)!;
     assertEquals(transfer.params.transfer_lookup_key, "true");
 
     // And after that, quiet again.
-    assertEquals((await syncCatalog(sql, stripe, { keys })).map((r) => r.action), ["unchanged", "unchanged", "unchanged"]);
+    assertEquals((await syncCatalog(sql, stripe, { keys })).map((r) => r.action), [
+      "unchanged",
+      "unchanged",
+      "unchanged",
+    ]);
   } finally {
     await fake.close();
     await sql.end();

@@ -34,7 +34,11 @@ async function verifyStandardWebhook(
   if (!id || !timestamp || !signatures) return false;
   if (Math.abs(nowSeconds - Number(timestamp)) > 5 * 60) return false;
   const key = await crypto.subtle.importKey(
-    "raw", base64ToBytes(secret.replace(/^whsec_/, "")), { name: "HMAC", hash: "SHA-256" }, false, ["verify"],
+    "raw",
+    base64ToBytes(secret.replace(/^whsec_/, "")),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["verify"],
   );
   const signed = new TextEncoder().encode(`${id}.${timestamp}.${body}`);
   for (const entry of signatures.split(" ")) {
@@ -141,14 +145,26 @@ Deno.test("a delivery is signed per Standard Webhooks and verifies", async () =>
     assertEquals(f.received.length, 1);
     const [hit] = f.received;
     assert(await verifyStandardWebhook(secret, hit.headers, hit.body, seconds(new Date())), "the signature verifies");
-    assert(!(await verifyStandardWebhook(secret, hit.headers, hit.body.replace("webhook test", "webhook tesT"), seconds(new Date()))),
-      "a changed body does not verify");
+    assert(
+      !(await verifyStandardWebhook(
+        secret,
+        hit.headers,
+        hit.body.replace("webhook test", "webhook tesT"),
+        seconds(new Date()),
+      )),
+      "a changed body does not verify",
+    );
     assertMatch(hit.headers.get("webhook-id")!, /^evt_[0-9a-f]{32}$/);
     const body = JSON.parse(hit.body);
     assertEquals([body.type, body.data.api_key_id, body.data.account_id], ["api_key.created", keyId, f.accountId]);
     assertMatch(body.timestamp, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
     const [d] = await deliveries(f);
-    assertEquals([d.status, d.attempt, d.response_status, d.event_id], ["delivered", 1, 200, hit.headers.get("webhook-id")]);
+    assertEquals([d.status, d.attempt, d.response_status, d.event_id], [
+      "delivered",
+      1,
+      200,
+      hit.headers.get("webhook-id"),
+    ]);
   });
 });
 
@@ -178,9 +194,15 @@ Deno.test("a delivery is retried after a 500 and a timeout, with backoff, under 
     assertEquals(f.received.length, 3, "third attempt: delivered");
     [d] = await deliveries(f);
     assertEquals([d.status, d.attempt, d.response_status], ["delivered", 3, 200]);
-    assertEquals(new Set(f.received.map((r) => r.headers.get("webhook-id"))).size, 1, "one webhook-id on every attempt");
-    assert(await verifyStandardWebhook(secret, f.received[2].headers, f.received[2].body, seconds(t2)),
-      "the retry is signed with its own fresh timestamp");
+    assertEquals(
+      new Set(f.received.map((r) => r.headers.get("webhook-id"))).size,
+      1,
+      "one webhook-id on every attempt",
+    );
+    assert(
+      await verifyStandardWebhook(secret, f.received[2].headers, f.received[2].body, seconds(t2)),
+      "the retry is signed with its own fresh timestamp",
+    );
   });
 });
 
@@ -231,7 +253,10 @@ Deno.test("after a rotation both secrets sign for 24 hours, then only the new on
     await f.deliver();
     const second = f.received[1];
     assertEquals(second.headers.get("webhook-signature")!.split(" ").length, 1);
-    assert(!(await verifyStandardWebhook(oldSecret, second.headers, second.body, seconds(later))), "the old secret no longer verifies");
+    assert(
+      !(await verifyStandardWebhook(oldSecret, second.headers, second.body, seconds(later))),
+      "the old secret no longer verifies",
+    );
     assert(await verifyStandardWebhook(newSecret, second.headers, second.body, seconds(later)), "the new one does");
   });
 });
@@ -246,7 +271,13 @@ Deno.test("SSRF: deliveries never go to loopback, private, link-local or mapped 
     };
     // DNS answers for names; IP literals and localhost never reach it.
     const resolveDns = (host: string, type: "A" | "AAAA") =>
-      Promise.resolve(host === "internal.example.com" && type === "A" ? ["10.0.0.7"] : host === "hooks.example.com" && type === "A" ? ["93.184.215.14"] : []);
+      Promise.resolve(
+        host === "internal.example.com" && type === "A"
+          ? ["10.0.0.7"]
+          : host === "hooks.example.com" && type === "A"
+          ? ["93.184.215.14"]
+          : [],
+      );
     const attempt = async (url: string) => {
       // As if the URL changed after creation (or DNS did): the check happens at delivery.
       await f.sql`update public.webhook_endpoints set url = ${url} where id = ${id}`;
@@ -258,17 +289,19 @@ Deno.test("SSRF: deliveries never go to loopback, private, link-local or mapped 
     };
 
     await f.sql`update private.settings set value = 'false' where key = 'webhook_allow_loopback'`;
-    for (const [url, reason] of [
-      ["https://127.0.0.1:8443/in", "loopback"],
-      ["https://localhost/in", "loopback"],
-      ["https://[::1]/in", "loopback"],
-      ["https://[::ffff:127.0.0.1]/in", "loopback"],
-      ["https://10.1.2.3/in", "private"],
-      ["https://169.254.169.254/latest/meta-data", "link-local"],
-      ["https://100.64.1.1/in", "carrier-grade NAT"],
-      ["https://internal.example.com/in", "private"],
-      ["https://0x7f.1/in", "loopback"],
-    ]) {
+    for (
+      const [url, reason] of [
+        ["https://127.0.0.1:8443/in", "loopback"],
+        ["https://localhost/in", "loopback"],
+        ["https://[::1]/in", "loopback"],
+        ["https://[::ffff:127.0.0.1]/in", "loopback"],
+        ["https://10.1.2.3/in", "private"],
+        ["https://169.254.169.254/latest/meta-data", "link-local"],
+        ["https://100.64.1.1/in", "carrier-grade NAT"],
+        ["https://internal.example.com/in", "private"],
+        ["https://0x7f.1/in", "loopback"],
+      ]
+    ) {
       const error = await attempt(url);
       assert(error?.startsWith("refused: ") && error.includes(reason), `${url} is refused as ${reason}, got ${error}`);
     }

@@ -12,7 +12,16 @@
  * end everything is sealed and private.verify_audit_chain() must report no break at all.
  */
 import { assert, assertEquals } from "../../functions/tests/_support/assert.ts";
-import { closeAll, connect, createUsers, openClients, rng, type Sql, testSeed, type Tx } from "../../functions/tests/_support/wallet.ts";
+import {
+  closeAll,
+  connect,
+  createUsers,
+  openClients,
+  rng,
+  type Sql,
+  testSeed,
+  type Tx,
+} from "../../functions/tests/_support/wallet.ts";
 import { createCatalog } from "../../functions/tests/_support/stripe/billing_db.ts";
 import { invoice, stripeEvent, uid } from "../../functions/tests/_support/stripe/events.ts";
 
@@ -62,11 +71,20 @@ async function auditedOperation(tx: Tx, fixture: Fixture, slot: number, random: 
   } else {
     const account = fixture.accounts[slot][Math.floor(random() * 2)];
     const id = uid();
-    const event = stripeEvent("invoice.paid", invoice({
-      id: `in_${id}`, customer: `cus_${id}`, subscription: `sub_${id}`, accountId: account,
-      priceId: fixture.priceId, amountPaid: 1000,
-    }));
-    const [row] = await tx<{ outcome: string }[]>`select private.handle_stripe_event(${JSON.stringify(event)}::text::jsonb) as outcome`;
+    const event = stripeEvent(
+      "invoice.paid",
+      invoice({
+        id: `in_${id}`,
+        customer: `cus_${id}`,
+        subscription: `sub_${id}`,
+        accountId: account,
+        priceId: fixture.priceId,
+        amountPaid: 1000,
+      }),
+    );
+    const [row] = await tx<{ outcome: string }[]>`select private.handle_stripe_event(${
+      JSON.stringify(event)
+    }::text::jsonb) as outcome`;
     assertEquals(row.outcome, "processed");
   }
 }

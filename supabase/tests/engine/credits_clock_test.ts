@@ -9,7 +9,16 @@
  * remembers, never how long anything took.
  */
 import { assert, assertEquals } from "../../functions/tests/_support/assert.ts";
-import { attempt, checkInvariants, connect, createUser, ensureAction, grant, type Sql, snapshots } from "../../functions/tests/_support/wallet.ts";
+import {
+  attempt,
+  checkInvariants,
+  connect,
+  createUser,
+  ensureAction,
+  grant,
+  snapshots,
+  type Sql,
+} from "../../functions/tests/_support/wallet.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -134,7 +134,11 @@ function entry(m: Model, reason: string, delta: number): void {
 }
 
 /** A wallet as the database reports it (a row or a call's result) equals the model's. */
-function assertWalletResult(got: { balance: number; held: number; available: number }, m: Readonly<Model>, label: string): void {
+function assertWalletResult(
+  got: { balance: number; held: number; available: number },
+  m: Readonly<Model>,
+  label: string,
+): void {
   assertEquals(
     { balance: got.balance, held: got.held, available: got.available },
     { balance: m.balance, held: held(m), available: available(m) },

@@ -10,7 +10,14 @@ import postgres from "postgres";
 import { sslFor } from "../../functions/_shared/db.ts";
 import { assert, assertEquals } from "../../functions/tests/_support/assert.ts";
 import { TEST_DB_URL, userClaims } from "../../functions/tests/_support/tokens.ts";
-import { attempt, checkInvariants, connect, createUser, ensureAction, snapshots } from "../../functions/tests/_support/wallet.ts";
+import {
+  attempt,
+  checkInvariants,
+  connect,
+  createUser,
+  ensureAction,
+  snapshots,
+} from "../../functions/tests/_support/wallet.ts";
 
 type Sql = postgres.Sql;
 type Tx = postgres.TransactionSql;

@@ -7,7 +7,15 @@
  * the two may succeed; the other is refused as a referral_cycle, and one reward is paid.
  */
 import { assert, assertEquals } from "../../functions/tests/_support/assert.ts";
-import { attempt, closeAll, connect, createUser, openClients, type Sql, type Tx } from "../../functions/tests/_support/wallet.ts";
+import {
+  attempt,
+  closeAll,
+  connect,
+  createUser,
+  openClients,
+  type Sql,
+  type Tx,
+} from "../../functions/tests/_support/wallet.ts";
 import { userClaims } from "../../functions/tests/_support/tokens.ts";
 
 async function actAs(tx: Tx, userId: string): Promise<void> {
@@ -22,7 +30,9 @@ async function redeem(tx: Tx, code: string): Promise<unknown> {
 }
 
 async function codeOf(sql: Sql, userId: string): Promise<string> {
-  const [row] = await sql<{ code: string }[]>`select referral_code as code from public.profiles where id = ${userId}::uuid`;
+  const [row] = await sql<
+    { code: string }[]
+  >`select referral_code as code from public.profiles where id = ${userId}::uuid`;
   return row.code;
 }
 

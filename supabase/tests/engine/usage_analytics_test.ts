@@ -124,7 +124,9 @@ const arbCase = fc.record({
   folds: fc.uniqueArray(fc.integer({ min: 0, max: 12 }), { maxLength: 3 }),
   range: fc.oneof(
     fc.constant<[number, number]>([Date.UTC(2030, 0, 1), Date.UTC(2032, 0, 1)]),
-    fc.tuple(arbTime, arbTime).filter(([a, b]) => a !== b).map(([a, b]) => [Math.min(a, b), Math.max(a, b)] as [number, number]),
+    fc.tuple(arbTime, arbTime).filter(([a, b]) => a !== b).map(([a, b]) =>
+      [Math.min(a, b), Math.max(a, b)] as [number, number]
+    ),
   ),
   bucket: fc.constantFrom(...BUCKETS),
   groupBy: fc.constantFrom(...GROUPINGS),
@@ -159,12 +161,19 @@ Deno.test("usage_summary equals a group by over the raw events, folded or not, f
         else coverage.unfolded++;
 
         const got = await summaryAndGroupBy(sql, accountId, iso(c.range[0]), iso(c.range[1]), c.bucket, c.groupBy);
-        assertEquals(got.summary, got.groupBy, `usage_summary(${c.bucket}, ${c.groupBy}) over ${iso(c.range[0])}..${iso(c.range[1])}`);
+        assertEquals(
+          got.summary,
+          got.groupBy,
+          `usage_summary(${c.bucket}, ${c.groupBy}) over ${iso(c.range[0])}..${iso(c.range[1])}`,
+        );
       }),
       { numRuns: 40 },
     );
     console.log(`accounts all folded ${coverage.folded}, partly ${coverage.both}, not at all ${coverage.unfolded}`);
-    assert(coverage.both > 0 && coverage.folded > 0 && coverage.unfolded > 0, "the runs reached folded, partly folded and unfolded accounts");
+    assert(
+      coverage.both > 0 && coverage.folded > 0 && coverage.unfolded > 0,
+      "the runs reached folded, partly folded and unfolded accounts",
+    );
   } finally {
     await sql.end({ timeout: 5 });
   }
@@ -255,7 +264,14 @@ Deno.test("12 connections consume while a folder folds: the summary stays exact 
     const observing = (async () => {
       while (consuming) {
         const account = accounts[checks % accounts.length];
-        const got = await summaryAndGroupBy(observer, account, "2000-01-01", "2100-01-01", "hour", checks % 2 ? "api_key" : "action");
+        const got = await summaryAndGroupBy(
+          observer,
+          account,
+          "2000-01-01",
+          "2100-01-01",
+          "hour",
+          checks % 2 ? "api_key" : "action",
+        );
         assertEquals(got.summary, got.groupBy, `summary during consumption (check ${checks})`);
         checks++;
       }
@@ -268,7 +284,11 @@ Deno.test("12 connections consume while a folder folds: the summary stays exact 
 
     await fold(folder);
     const split = await rollupVersusRaw(folder, accounts);
-    assertEquals(split.rollup, split.raw, "after a last fold the rollup alone holds every event: none lost, none twice");
+    assertEquals(
+      split.rollup,
+      split.raw,
+      "after a last fold the rollup alone holds every event: none lost, none twice",
+    );
     const [total] = await folder<{ n: number }[]>`
       select count(*)::int as n from public.usage_events where account_id = any (${accounts}::uuid[])`;
     assertEquals(total.n, 480, "every consumption wrote one event");

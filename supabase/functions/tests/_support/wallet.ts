@@ -119,7 +119,10 @@ export async function raiseRateLimits(sql: Sql): Promise<() => Promise<void>> {
  * test actions (key: credits per unit); the limits are restored and the client closed at
  * the end, whatever happens.
  */
-export async function withEngineSetup(actions: Record<string, number>, fn: (admin: Sql) => Promise<void>): Promise<void> {
+export async function withEngineSetup(
+  actions: Record<string, number>,
+  fn: (admin: Sql) => Promise<void>,
+): Promise<void> {
   const admin = connect(2);
   try {
     const restore = await raiseRateLimits(admin);

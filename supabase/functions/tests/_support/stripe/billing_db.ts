@@ -37,7 +37,9 @@ export async function createUser(sql: Sql, metadata: Record<string, unknown> = {
                             raw_app_meta_data, raw_user_meta_data, created_at, updated_at, is_anonymous)
     values ('00000000-0000-0000-0000-000000000000', ${id}, 'authenticated', 'authenticated',
             ${`billing-${id.slice(0, 8)}@test.ledgerbase.dev`}, '', now(), '', '', '', '',
-            '{"provider": "email", "providers": ["email"]}'::jsonb, ${sql.json(metadata as never)}, now(), now(), false)`;
+            '{"provider": "email", "providers": ["email"]}'::jsonb, ${
+    sql.json(metadata as never)
+  }, now(), now(), false)`;
   return id;
 }
 
@@ -133,7 +135,9 @@ export async function subscriptionOf(sql: Sql, stripeSubscriptionId: string) {
 }
 
 export async function accountPlan(sql: Sql, accountId: string) {
-  const [row] = await sql<{ plan_key: string; limits: Record<string, unknown>; period_start: Date; period_end: Date }[]>`
+  const [row] = await sql<
+    { plan_key: string; limits: Record<string, unknown>; period_start: Date; period_end: Date }[]
+  >`
     select * from private.account_plan(${accountId})`;
   return row;
 }
@@ -145,7 +149,9 @@ export async function notificationsOf(sql: Sql, userId: string) {
 }
 
 export async function auditActions(sql: Sql, accountId: string): Promise<string[]> {
-  const rows = await sql<{ action: string }[]>`select action from public.audit_log where account_id = ${accountId} order by id`;
+  const rows = await sql<
+    { action: string }[]
+  >`select action from public.audit_log where account_id = ${accountId} order by id`;
   return rows.map((r) => r.action);
 }
 
@@ -154,13 +160,24 @@ export async function auditActions(sql: Sql, accountId: string): Promise<string[
  * creates them (private.record_checkout_session), before Stripe sends anything about them:
  * the webhook trusts recorded sessions only. Sessions that name no account are left out.
  */
-export async function recordCheckoutSessions(sql: Sql, events: { type: string; data: { object: Record<string, unknown> } }[]): Promise<void> {
+export async function recordCheckoutSessions(
+  sql: Sql,
+  events: { type: string; data: { object: Record<string, unknown> } }[],
+): Promise<void> {
   for (const event of events) {
     if (!event.type.startsWith("checkout.session.")) continue;
-    const s = event.data.object as { id: string; client_reference_id?: string | null; customer?: string | null; mode?: string; metadata?: Record<string, string> };
+    const s = event.data.object as {
+      id: string;
+      client_reference_id?: string | null;
+      customer?: string | null;
+      mode?: string;
+      metadata?: Record<string, string>;
+    };
     if (!s.client_reference_id) continue;
     await sql`select private.record_checkout_session(${s.id}, ${s.client_reference_id}::uuid, ${s.customer ?? null},
-                                                     ${s.mode === "payment" ? "credit_pack" : "plan"}, ${s.metadata?.item ?? ""},
+                                                     ${s.mode === "payment" ? "credit_pack" : "plan"}, ${
+      s.metadata?.item ?? ""
+    },
                                                      ${Number(s.metadata?.quantity ?? "1")}::int)`;
   }
 }

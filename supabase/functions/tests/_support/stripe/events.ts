@@ -41,7 +41,11 @@ export function uid(): string {
 }
 
 /** A Stripe event envelope around `object`. */
-export function stripeEvent(type: string, object: Json, options: { id?: string; created?: number; previous?: Json } = {}): StripeEventJson {
+export function stripeEvent(
+  type: string,
+  object: Json,
+  options: { id?: string; created?: number; previous?: Json } = {},
+): StripeEventJson {
   const envelope = clone(eventFixture) as unknown as StripeEventJson;
   envelope.id = options.id ?? `evt_${uid()}`;
   envelope.type = type;
@@ -198,9 +202,22 @@ export function invoice(o: {
   };
   inv.period_start = start;
   inv.period_end = start;
-  inv.status_transitions = { finalized_at: start, marked_uncollectible_at: null, paid_at: inv.status === "paid" ? start : null, voided_at: null };
+  inv.status_transitions = {
+    finalized_at: start,
+    marked_uncollectible_at: null,
+    paid_at: inv.status === "paid" ? start : null,
+    voided_at: null,
+  };
   if (o.paymentIntent) {
-    inv.payments = { object: "list", has_more: false, data: [{ object: "invoice_payment", invoice: o.id, payment: { type: "payment_intent", payment_intent: o.paymentIntent, ...(o.charge ? { charge: o.charge } : {}) } }] };
+    inv.payments = {
+      object: "list",
+      has_more: false,
+      data: [{
+        object: "invoice_payment",
+        invoice: o.id,
+        payment: { type: "payment_intent", payment_intent: o.paymentIntent, ...(o.charge ? { charge: o.charge } : {}) },
+      }],
+    };
   }
   const line = inv.lines.data[0] as Json;
   line.id = `il_${uid()}`;
@@ -208,16 +225,46 @@ export function invoice(o: {
   line.amount = inv.subtotal;
   line.quantity = o.quantity ?? 1;
   line.period = { start, end };
-  line.parent = { type: "subscription_item_details", subscription_item_details: { subscription: o.subscription, subscription_item: `si_${uid()}`, proration: false, invoice_item: null, proration_details: null }, invoice_item_details: null };
-  line.pricing = { type: "price_details", price_details: { price: o.priceId, product: "prod_test" }, unit_amount_decimal: null };
+  line.parent = {
+    type: "subscription_item_details",
+    subscription_item_details: {
+      subscription: o.subscription,
+      subscription_item: `si_${uid()}`,
+      proration: false,
+      invoice_item: null,
+      proration_details: null,
+    },
+    invoice_item_details: null,
+  };
+  line.pricing = {
+    type: "price_details",
+    price_details: { price: o.priceId, product: "prod_test" },
+    unit_amount_decimal: null,
+  };
   return inv;
 }
 
 export function invoicePayment(o: { invoice: string; paymentIntent: string; charge?: string }): Json {
-  return { id: `inpay_${uid()}`, object: "invoice_payment", invoice: o.invoice, is_default: true, status: "paid", payment: { type: "payment_intent", payment_intent: o.paymentIntent, ...(o.charge ? { charge: o.charge } : {}) } };
+  return {
+    id: `inpay_${uid()}`,
+    object: "invoice_payment",
+    invoice: o.invoice,
+    is_default: true,
+    status: "paid",
+    payment: { type: "payment_intent", payment_intent: o.paymentIntent, ...(o.charge ? { charge: o.charge } : {}) },
+  };
 }
 
-export function charge(o: { id: string; paymentIntent: string | null; amount: number; amountRefunded?: number; customer?: string | null; currency?: string }): Json {
+export function charge(
+  o: {
+    id: string;
+    paymentIntent: string | null;
+    amount: number;
+    amountRefunded?: number;
+    customer?: string | null;
+    currency?: string;
+  },
+): Json {
   const c = clone(chargeFixture) as Json;
   c.id = o.id;
   c.payment_intent = o.paymentIntent;
@@ -231,7 +278,9 @@ export function charge(o: { id: string; paymentIntent: string | null; amount: nu
   return c;
 }
 
-export function dispute(o: { id: string; charge: string; paymentIntent?: string | null; amount: number; status: string }): Json {
+export function dispute(
+  o: { id: string; charge: string; paymentIntent?: string | null; amount: number; status: string },
+): Json {
   const d = clone(disputeFixture) as Json;
   d.id = o.id;
   d.charge = o.charge;
@@ -241,7 +290,9 @@ export function dispute(o: { id: string; charge: string; paymentIntent?: string 
   return d;
 }
 
-export function paymentIntent(o: { id: string; latestCharge: string | null; amount: number; status?: string; customer?: string | null }): Json {
+export function paymentIntent(
+  o: { id: string; latestCharge: string | null; amount: number; status?: string; customer?: string | null },
+): Json {
   const pi = clone(paymentIntentFixture) as Json;
   pi.id = o.id;
   pi.latest_charge = o.latestCharge;
@@ -259,7 +310,9 @@ export function product(o: { id: string; active: boolean }): Json {
   return p;
 }
 
-export function price(o: { id: string; product: string; active: boolean; unitAmount: number; interval?: "month" | "year" | null }): Json {
+export function price(
+  o: { id: string; product: string; active: boolean; unitAmount: number; interval?: "month" | "year" | null },
+): Json {
   const p = clone(priceFixture) as Json;
   p.id = o.id;
   p.product = o.product;
@@ -271,13 +324,22 @@ export function price(o: { id: string; product: string; active: boolean; unitAmo
     p.recurring = null;
     p.type = "one_time";
   } else {
-    p.recurring = { interval: o.interval ?? "month", interval_count: 1, meter: null, usage_type: "licensed", trial_period_days: null };
+    p.recurring = {
+      interval: o.interval ?? "month",
+      interval_count: 1,
+      meter: null,
+      usage_type: "licensed",
+      trial_period_days: null,
+    };
   }
   return p;
 }
 
 /** The Stripe-Signature header for `payload`, from the stripe library's test helper. */
-export async function signature(payload: string, options: { secret?: string; timestamp?: number } = {}): Promise<string> {
+export async function signature(
+  payload: string,
+  options: { secret?: string; timestamp?: number } = {},
+): Promise<string> {
   return await Stripe.webhooks.generateTestHeaderStringAsync({
     payload,
     secret: options.secret ?? WEBHOOK_SECRET,
@@ -293,7 +355,10 @@ export async function webhookRequest(
 ): Promise<Request> {
   const payload = typeof body === "string" ? body : JSON.stringify(body, null, 2);
   const header = options.signature === undefined ? await signature(payload, options) : options.signature;
-  const headers: Record<string, string> = { "content-type": "application/json; charset=utf-8", "user-agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)" };
+  const headers: Record<string, string> = {
+    "content-type": "application/json; charset=utf-8",
+    "user-agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+  };
   if (header !== null) headers["stripe-signature"] = header;
   return new Request("http://127.0.0.1:54321/stripe-webhook", { method: "POST", headers, body: payload });
 }

@@ -95,7 +95,8 @@ export function startFakeStripe(): Promise<FakeStripe> {
   const meterEvents = new Map<string, Json>();
   let lostAnswers = 0;
   let counter = 0;
-  const nextId = (prefix: string) => `${prefix}_fake${(++counter).toString().padStart(6, "0")}${crypto.randomUUID().slice(0, 8)}`;
+  const nextId = (prefix: string) =>
+    `${prefix}_fake${(++counter).toString().padStart(6, "0")}${crypto.randomUUID().slice(0, 8)}`;
 
   function answer(request: RecordedRequest): { status: number; body: Json } {
     const p = request.params;
@@ -141,7 +142,12 @@ export function startFakeStripe(): Promise<FakeStripe> {
     if (request.method === "GET" && (m = request.path.match(/^\/v1\/customers\/([^/]+)$/))) {
       const c = structuredClone(customerFixture) as Json;
       c.id = m[1];
-      c.invoice_settings = { custom_fields: null, default_payment_method: paymentMethods.get(m[1]) ?? null, footer: null, rendering_options: null };
+      c.invoice_settings = {
+        custom_fields: null,
+        default_payment_method: paymentMethods.get(m[1]) ?? null,
+        footer: null,
+        rendering_options: null,
+      };
       return { status: 200, body: c };
     }
     if (request.method === "POST" && request.path === "/v1/payment_intents") {
@@ -165,9 +171,15 @@ export function startFakeStripe(): Promise<FakeStripe> {
           body: { error: { type: "card_error", code, decline_code: declineCode, message, payment_intent: pi } },
         };
       };
-      if (p.payment_method === "pm_card_chargeDeclined") return decline("card_declined", "generic_decline", "Your card was declined.");
+      if (p.payment_method === "pm_card_chargeDeclined") {
+        return decline("card_declined", "generic_decline", "Your card was declined.");
+      }
       if (p.payment_method === "pm_card_authenticationRequired") {
-        return decline("authentication_required", "authentication_required", "Your card was declined. This transaction requires authentication.");
+        return decline(
+          "authentication_required",
+          "authentication_required",
+          "Your card was declined. This transaction requires authentication.",
+        );
       }
       if (p.payment_method === "pm_card_threeDSecureRequired") {
         pi.status = "requires_action";
@@ -185,7 +197,12 @@ export function startFakeStripe(): Promise<FakeStripe> {
       if (!ids) return notFound(`subscription: '${m[1]}'`);
       return {
         status: 200,
-        body: { id: m[1], object: "subscription", status: "active", items: { object: "list", data: ids.map((id) => items.get(id)), has_more: false } },
+        body: {
+          id: m[1],
+          object: "subscription",
+          status: "active",
+          items: { object: "list", data: ids.map((id) => items.get(id)), has_more: false },
+        },
       };
     }
     if (request.method === "POST" && (m = request.path.match(/^\/v1\/subscription_items\/([^/]+)$/))) {
@@ -218,12 +235,22 @@ export function startFakeStripe(): Promise<FakeStripe> {
     }
     if (request.method === "GET" && (request.path === "/v1/prices" || request.path === "/v1/prices/search")) {
       let keys = Object.entries(p).filter(([k]) => k.startsWith("lookup_keys[")).map(([, v]) => v);
-      if (request.path === "/v1/prices/search") keys = [...(p.query ?? "").matchAll(/lookup_key:['"]([^'"]+)['"]/g)].map((x) => x[1]);
+      if (request.path === "/v1/prices/search") {
+        keys = [...(p.query ?? "").matchAll(/lookup_key:['"]([^'"]+)['"]/g)].map((x) => x[1]);
+      }
       const data = [...prices.values()].filter((price) =>
         (keys.length === 0 || keys.includes(price.lookup_key as string)) &&
         (p.active === undefined || String(price.active) === p.active)
       );
-      return { status: 200, body: { object: request.path.endsWith("search") ? "search_result" : "list", data, has_more: false, url: request.path } };
+      return {
+        status: 200,
+        body: {
+          object: request.path.endsWith("search") ? "search_result" : "list",
+          data,
+          has_more: false,
+          url: request.path,
+        },
+      };
     }
     if (request.method === "POST" && request.path === "/v1/prices") {
       const price = structuredClone(priceFixture) as Json;
@@ -235,14 +262,30 @@ export function startFakeStripe(): Promise<FakeStripe> {
       price.created = now;
       price.metadata = nested(p, "metadata");
       price.nickname = p.nickname ?? null;
-      price.recurring = p["recurring[interval]"] ? { interval: p["recurring[interval]"], interval_count: 1, usage_type: "licensed", meter: null, trial_period_days: null } : null;
+      price.recurring = p["recurring[interval]"]
+        ? {
+          interval: p["recurring[interval]"],
+          interval_count: 1,
+          usage_type: "licensed",
+          meter: null,
+          trial_period_days: null,
+        }
+        : null;
       price.type = price.recurring ? "recurring" : "one_time";
       price.lookup_key = p.lookup_key ?? null;
       if (p.lookup_key) {
         for (const other of prices.values()) {
           if (other.lookup_key !== p.lookup_key) continue;
           if (p.transfer_lookup_key !== "true") {
-            return { status: 400, body: { error: { type: "invalid_request_error", message: `A price (\`${other.id}\`) already uses that lookup key.` } } };
+            return {
+              status: 400,
+              body: {
+                error: {
+                  type: "invalid_request_error",
+                  message: `A price (\`${other.id}\`) already uses that lookup key.`,
+                },
+              },
+            };
           }
           other.lookup_key = null;
         }
@@ -259,7 +302,12 @@ export function startFakeStripe(): Promise<FakeStripe> {
     if (request.method === "POST" && request.path === "/v1/billing/meter_events") {
       const identifier = p.identifier ?? nextId("mev");
       if (meterEvents.has(identifier)) {
-        return { status: 400, body: { error: { type: "invalid_request_error", message: `An event already exists with identifier ${identifier}.` } } };
+        return {
+          status: 400,
+          body: {
+            error: { type: "invalid_request_error", message: `An event already exists with identifier ${identifier}.` },
+          },
+        };
       }
       const event: Json = {
         object: "billing.meter_event",
@@ -275,7 +323,12 @@ export function startFakeStripe(): Promise<FakeStripe> {
     }
     return {
       status: 404,
-      body: { error: { type: "invalid_request_error", message: `Unrecognized request URL (${request.method}: ${request.path}).` } },
+      body: {
+        error: {
+          type: "invalid_request_error",
+          message: `Unrecognized request URL (${request.method}: ${request.path}).`,
+        },
+      },
     };
   }
 
@@ -299,10 +352,16 @@ export function startFakeStripe(): Promise<FakeStripe> {
     };
     requests.push(recorded);
     // Stripe replays the first response for a key (for 24 hours); the fake, for its lifetime.
-    const replayKey = recorded.idempotencyKey === null ? null : `${recorded.method} ${recorded.path} ${recorded.idempotencyKey}`;
+    const replayKey = recorded.idempotencyKey === null
+      ? null
+      : `${recorded.method} ${recorded.path} ${recorded.idempotencyKey}`;
     // Injected failures behave like Stripe's validation failures: no idempotent result is saved.
     const failure = failures.shift();
-    let result = failure ? { status: failure.status, body: { error: failure.error } as Json } : replayKey === null ? undefined : replays.get(replayKey);
+    let result = failure
+      ? { status: failure.status, body: { error: failure.error } as Json }
+      : replayKey === null
+      ? undefined
+      : replays.get(replayKey);
     if (result === undefined) {
       result = answer(recorded);
       if (lostAnswers > 0) {
@@ -314,7 +373,10 @@ export function startFakeStripe(): Promise<FakeStripe> {
     if (fake.onAnswer) await fake.onAnswer(recorded, result.status, result.body);
     return Response.json(result.body, {
       status: result.status,
-      headers: { "request-id": `req_${crypto.randomUUID().slice(0, 12)}`, "stripe-version": recorded.stripeVersion ?? "" },
+      headers: {
+        "request-id": `req_${crypto.randomUUID().slice(0, 12)}`,
+        "stripe-version": recorded.stripeVersion ?? "",
+      },
     });
   });
   const { port } = server.addr as Deno.NetAddr;
