@@ -8,66 +8,12 @@
  * which is after discounts; a checkout session's `total_details.amount_discount` next to
  * `amount_subtotal` (before) and `amount_total` (after).
  */
-import { createWebhookHandler } from "../stripe-webhook/handler.ts";
-import type { Sql } from "../_shared/db.ts";
 import { assertEquals } from "./_support/assert.ts";
-import {
-  balance,
-  connect,
-  createCatalog,
-  createUser,
-  paymentsOf,
-  recordCheckoutSessions,
-  type TestCatalog,
-  testEnv,
-} from "./_support/stripe/billing_db.ts";
-import {
-  checkoutSession,
-  customer,
-  invoice,
-  stripeEvent,
-  type StripeEventJson,
-  uid,
-  webhookRequest,
-} from "./_support/stripe/events.ts";
+import { balance, paymentsOf } from "./_support/stripe/billing_db.ts";
+import { checkoutSession, invoice, stripeEvent, uid } from "./_support/stripe/events.ts";
+import { customerFor, packBuyer, subscriber, withWorld } from "./_support/stripe/world.ts";
 
 type Json = Record<string, unknown>;
-
-interface World {
-  sql: Sql;
-  catalog: TestCatalog;
-  deliver: (event: StripeEventJson) => Promise<{ status: number; body: { status?: string } }>;
-}
-
-async function withWorld(fn: (world: World) => Promise<void>): Promise<void> {
-  const sql = connect();
-  const handler = createWebhookHandler({ env: testEnv(), sql, log: () => {} });
-  try {
-    const catalog = await createCatalog(sql);
-    await fn({
-      sql,
-      catalog,
-      deliver: async (event) => {
-        // Sessions come from our checkout, which records each one before Stripe can complete it.
-        await recordCheckoutSessions(sql, [event]);
-        const response = await handler(await webhookRequest(event));
-        return { status: response.status, body: await response.json() };
-      },
-    });
-  } finally {
-    await sql.end();
-  }
-}
-
-async function customerFor(world: World): Promise<{ account: string; customer: string }> {
-  const account = await createUser(world.sql);
-  const cus = `cus_${uid()}`;
-  assertEquals(
-    (await world.deliver(stripeEvent("customer.created", customer({ id: cus, accountId: account })))).body.status,
-    "processed",
-  );
-  return { account, customer: cus };
-}
 
 /**
  * A paid subscription invoice as Stripe sends it when a coupon took `discount` off a line of
@@ -105,12 +51,7 @@ function discountedInvoice(o: {
 
 Deno.test("a subscription invoice discounted by a coupon earns the plan's credits: the amount before discounts matches the catalog", async () => {
   await withWorld(async (world) => {
-    const { account, customer: cus } = await customerFor(world);
-    const { basic } = world.catalog;
-    const sub = `sub_${uid()}`;
-    const base = { customer: cus, subscription: sub, accountId: account, priceId: basic.priceId };
-    const paymentOf = async (id: unknown) =>
-      (await paymentsOf(world.sql, account)).find((p) => p.stripe_invoice_id === id);
+    const { account, basic, base, paymentOf } = await subscriber(world);
 
     // Dana subscribes with a 25%-off promotion code: she pays 750 for the 1000 plan.
     const first = discountedInvoice({
@@ -176,11 +117,7 @@ Deno.test("a discounted invoice for a price that is not the catalog's stays flag
 
 Deno.test("a credit pack bought with a coupon earns the pack's credits; a price that is not the catalog's stays flagged", async () => {
   await withWorld(async (world) => {
-    const { account, customer: cus } = await customerFor(world);
-    const { pack } = world.catalog;
-    const base = { accountId: account, customer: cus, mode: "payment" as const, item: pack.key };
-    const paymentOf = async (id: unknown) =>
-      (await paymentsOf(world.sql, account)).find((p) => p.stripe_checkout_session_id === id);
+    const { account, pack, base, paymentOf } = await packBuyer(world);
 
     // 40% off: amount_subtotal is the catalog price, amount_total what was paid.
     const discounted = checkoutSession({

@@ -14,14 +14,10 @@ import {
   accountPlan,
   auditActions,
   balance,
-  connect,
-  createCatalog,
   createUser,
   notificationsOf,
   paymentsOf,
-  recordCheckoutSessions,
   subscriptionOf,
-  type TestCatalog,
   testEnv,
   webhookEvent,
 } from "./_support/stripe/billing_db.ts";
@@ -36,52 +32,15 @@ import {
   price,
   product,
   stripeEvent,
-  type StripeEventJson,
   subscription,
   uid,
   webhookRequest,
 } from "./_support/stripe/events.ts";
+import { customerFor, packBuyer, subscriber, withWorld, type World } from "./_support/stripe/world.ts";
 
 const DAY = 86_400;
 const now = () => Math.floor(Date.now() / 1000);
 const silent = () => {};
-
-interface World {
-  sql: Sql;
-  catalog: TestCatalog;
-  deliver: (
-    event: StripeEventJson,
-  ) => Promise<{ status: number; body: { received?: boolean; status?: string; error?: { code: string } } }>;
-}
-
-async function withWorld(fn: (world: World) => Promise<void>): Promise<void> {
-  const sql = connect();
-  const handler = createWebhookHandler({ env: testEnv(), sql, log: silent });
-  try {
-    const catalog = await createCatalog(sql);
-    await fn({
-      sql,
-      catalog,
-      deliver: async (event) => {
-        // The sessions of these stories are ones our checkout function created (and recorded).
-        await recordCheckoutSessions(sql, [event]);
-        const response = await handler(await webhookRequest(event));
-        return { status: response.status, body: await response.json() };
-      },
-    });
-  } finally {
-    await sql.end();
-  }
-}
-
-/** A user whose account is linked to a fresh Stripe customer id. */
-async function customerFor(world: World): Promise<{ account: string; customer: string }> {
-  const account = await createUser(world.sql);
-  const cus = `cus_${uid()}`;
-  const linked = await world.deliver(stripeEvent("customer.created", customer({ id: cus, accountId: account })));
-  assertEquals(linked.body.status, "processed");
-  return { account, customer: cus };
-}
 
 // ---------------------------------------------------------------------------
 // Credit packs
@@ -213,11 +172,7 @@ Deno.test("a checkout whose amount does not match the catalog is recorded and fl
 
 Deno.test("a checkout is checked on its amount before discounts, net of tax: a coupon earns the credits, tax is not the price", async () => {
   await withWorld(async (world) => {
-    const { account, customer: cus } = await customerFor(world);
-    const { pack } = world.catalog;
-    const base = { accountId: account, customer: cus, mode: "payment" as const, item: pack.key };
-    const paymentOf = async (id: unknown) =>
-      (await paymentsOf(world.sql, account)).find((p) => p.stripe_checkout_session_id === id);
+    const { account, pack, base, paymentOf } = await packBuyer(world);
 
     // A 100%-off coupon: the subtotal matches the price, nothing was paid (docs/billing.md#payments: discounts are not mismatches).
     const free = checkoutSession({
@@ -292,12 +247,7 @@ Deno.test("a checkout is checked on its amount before discounts, net of tax: a c
 
 Deno.test("a subscription invoice is checked on its amount before discounts, net of tax: a shortfall no discount explains is flagged, tax is not", async () => {
   await withWorld(async (world) => {
-    const { account, customer: cus } = await customerFor(world);
-    const { basic } = world.catalog;
-    const sub = `sub_${uid()}`;
-    const base = { customer: cus, subscription: sub, accountId: account, priceId: basic.priceId };
-    const paymentOf = async (id: unknown) =>
-      (await paymentsOf(world.sql, account)).find((p) => p.stripe_invoice_id === id);
+    const { account, basic, base, paymentOf } = await subscriber(world);
 
     // 500 paid for the 1000 plan, and no discount on the invoice (discounted invoices: stripe_discounts_test.ts).
     const coupon = invoice({
