@@ -1,4 +1,4 @@
--- Identity, team accounts and RBAC (docs/accounts.md, docs/rpc.md#accounts-and-members).
+-- Identity, team accounts and RBAC (SPEC §4.1, §4.9).
 --
 -- What this migration creates:
 --   private.settings / private.setting()      operator settings (invitation_ttl, signup_bonus_credits, ...)
@@ -10,7 +10,7 @@
 --   private.invitation_tokens                 sha256 of invitation tokens (never readable by clients)
 --   private.signup_referral_codes             raw_user_meta_data.referral_code remembered at signup
 --   public.has_permission(), is_staff_admin(), user_account_ids()   helpers used by policies
---   the RPCs (docs/rpc.md) for accounts, members and invitations
+--   the RPCs of SPEC §4.9 for accounts, members and invitations
 --   triggers on auth.users: signup, email sync, deletion guard
 --
 -- Seams for later migrations (replace them with `create or replace`, same signature):

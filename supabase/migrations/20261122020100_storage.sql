@@ -1,4 +1,4 @@
--- Storage buckets for avatars and user uploads, and their policies (docs/accounts.md#storage).
+-- Storage buckets for avatars and user uploads, and their policies (SPEC §4.1).
 --
 --   avatars  private, 2 MiB, png/jpeg/webp/gif; every signed-in user reads, each user
 --            writes only under "<their user id>/". profiles.avatar_path points here.

@@ -1,4 +1,4 @@
--- Audit log: a tamper-evident record of security and money events (docs/audit.md).
+-- Audit log: a tamper-evident record of security and money events (SPEC §4.6).
 --
 -- What this migration creates:
 --   public.audit_log                  one row per audited event, sha256 hash chain (prev_hash -> hash)

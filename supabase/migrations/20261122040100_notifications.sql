@@ -1,4 +1,4 @@
--- Notifications: in-app messages to users (docs/tables.md#notifications).
+-- Notifications: in-app messages to users (SPEC §4.7).
 --
 -- What this migration creates:
 --   public.notifications                 one row per message to one user; users read their own

@@ -1,4 +1,4 @@
--- Waitlist: visitors leave their e-mail before launch (docs/rpc.md#join_waitlist).
+-- Waitlist: visitors leave their e-mail before launch (SPEC §4.7).
 --
 -- join_waitlist is callable by anon (the landing page) and answers {"status": "ok"} whether
 -- the address is new or already listed, so it cannot be used to learn who signed up. It is

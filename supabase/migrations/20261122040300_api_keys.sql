@@ -1,4 +1,4 @@
--- API keys: how a customer's server meters usage without a user session (docs/rpc.md#api-keys, docs/functions.md#usage).
+-- API keys: how a customer's server meters usage without a user session (SPEC §4.7, §5).
 --
 -- A key looks like lb_<prefix>_<secret>: prefix is 12 hex characters (48 random bits) that
 -- identify the key and may be shown in lists; secret is 64 hex characters (256 random

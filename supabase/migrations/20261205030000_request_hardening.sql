@@ -1,4 +1,4 @@
--- Request hardening (docs/accounts.md#storage, docs/credits.md#client-ip).
+-- Request hardening (SPEC §4.1 storage, §4.5 rate limits).
 --
 --   * The client IP of a request (the `ip` rate-limit scope, audit entries) is the
 --     X-Forwarded-For hop the platform's gateway appended, counted from the right past

@@ -1,7 +1,7 @@
 -- Stripe: discounts are not mismatches.
 --
 -- A coupon or promotion code that Stripe applied lowers what the customer pays, not what the
--- plan or pack is worth (docs/billing.md#payments): the amount before discounts is what must match the catalog
+-- plan or pack is worth (SPEC §4.8): the amount before discounts is what must match the catalog
 -- price x quantity. Until now an invoice or checkout session was checked on what was paid after
 -- discounts, so every customer with a promotion code was flagged `amount_mismatch` and got no
 -- credits. A price that is not the catalog's stays flagged, discount or not.

@@ -1,4 +1,4 @@
--- Audit chain: writers append, a sealer links (docs/audit.md#the-chain).
+-- Audit chain: writers append, a sealer links (SPEC §4.6, amended).
 --
 -- Before: a BEFORE INSERT trigger linked every entry under one global lock held until the
 -- writer committed, so every money event queued on it, and ids (taken before the lock)

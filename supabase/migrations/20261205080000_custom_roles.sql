@@ -1,4 +1,4 @@
--- Custom roles per account, and per-key rate limits (docs/accounts.md#roles-and-permissions, docs/rpc.md#set_api_key_rate_limit).
+-- Custom roles per account, and per-key rate limits (SPEC §4.1, §4.5, §5).
 --
 -- Custom roles
 --   public.roles gains an id (its new primary key) and an account_id: null for the four

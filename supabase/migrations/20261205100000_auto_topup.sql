@@ -1,4 +1,4 @@
--- Auto top-up (docs/billing.md#auto-top-up): when an account's available credits fall below its threshold,
+-- Auto top-up (SPEC §4.14): when an account's available credits fall below its threshold,
 -- a background job charges the customer's default payment method off-session for a credit
 -- pack; the credits are granted once, when Stripe confirms the payment
 -- (payment_intent.succeeded), never on the API's answer alone.

@@ -1,4 +1,4 @@
--- Seats (docs/billing.md#seats): a plan priced per seat keeps its Stripe subscription item's quantity
+-- Seats (SPEC §4.15): a plan priced per seat keeps its Stripe subscription item's quantity
 -- equal to the account's billable members.
 --
 --   plans.seat_pricing                       {per_seat, prepaid, proration_behavior, count_pending_invitations}

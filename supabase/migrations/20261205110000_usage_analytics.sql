@@ -1,4 +1,4 @@
--- Usage analytics (docs/analytics.md#usage_summary): how much an account used, by what, per hour, day or month,
+-- Usage analytics (SPEC §4.12): how much an account used, by what, per hour, day or month,
 -- exact and cheap at once; and the operator's revenue and credit figures per day.
 --
 --   usage_events.writer_xid     the transaction that wrote the event (column default

@@ -1,4 +1,4 @@
--- Rollover: a plan's unused included credits carry into the next periods (docs/credits.md#rollover).
+-- Rollover: a plan's unused included credits carry into the next periods (SPEC §4.14).
 --
 --   plans.rollover   {"max_credits": n, "periods": p}   (null: nothing rolls over)
 --

@@ -1,4 +1,4 @@
--- Overage: chosen actions run past the wallet, billed through a Stripe Billing Meter (docs/credits.md#overage).
+-- Overage: chosen actions run past the wallet, billed through a Stripe Billing Meter (SPEC §4.14).
 --
 --   plans.limits.overage   {"actions": [...], "categories": [...], "max_units_per_period": n,
 --                           "stripe_meter_event_name": "..."}
