@@ -281,7 +281,7 @@ create table private.sweepers (
   description text
 );
 comment on table private.sweepers is
-  'The periodic SQL sweepers, one row each: pg_cron runs `select <function_name>()` on <schedule> as job ledgerbase-<name>. private.schedule_sweepers() applies this list; a row whose function does not exist yet is skipped.';
+  'The periodic SQL sweepers, one row each: pg_cron runs `select <function_name>()` on <schedule> (cron syntax, or `N seconds`) as job ledgerbase-<name>. private.schedule_sweepers() applies this list; a row whose function does not exist yet is skipped.';
 alter table private.sweepers enable row level security;
 create policy "Clients never access sweepers" on private.sweepers
   as restrictive for all to anon, authenticated using (false) with check (false);
@@ -290,7 +290,8 @@ insert into private.sweepers (name, schedule, function_name, description) values
   ('expire-credit-grants', '* * * * *', 'private.expire_credit_grants', 'Writes expire ledger entries for lots past their expiry.'),
   ('release-expired-holds', '* * * * *', 'private.release_expired_holds', 'Releases credit holds past their TTL.'),
   ('purge-rate-limit-buckets', '17 * * * *', 'private.purge_rate_limit_buckets', 'Deletes rate-limit buckets idle for an hour.'),
-  ('seal-audit-log', '* * * * *', 'private.seal_audit_log', 'Seals new audit entries into the hash chain.')
+  ('seal-audit-log', '10 seconds', 'private.seal_audit_log', 'Seals new audit entries into the hash chain (the bound on how long an entry stays unsealed).'),
+  ('publish-audit-head', '0 6 * * *', 'private.publish_audit_head', 'Writes the audit chain head to the server log once a day, for anchoring elsewhere.')
 on conflict (name) do nothing;
 
 create or replace function private.schedule_sweepers()
@@ -303,6 +304,10 @@ declare
   stale text;
   -- Looked up, not written out: the function must compile where pg_cron is not installed.
   cron_schema text := (select n.nspname from pg_catalog.pg_namespace n where n.nspname = 'cron');
+  -- pg_cron takes `N seconds` from 1.5 on (hosted Supabase); older builds (Debian's 1.4) get
+  -- every minute instead.
+  takes_seconds boolean := coalesce((select pg_catalog.string_to_array(pg_catalog.substring(e.extversion, '^[0-9]+\.[0-9]+'), '.')::int[] >= array[1, 5]
+                                       from pg_catalog.pg_extension e where e.extname = 'pg_cron'), false);
 begin
   if cron_schema is null then
     raise exception using errcode = '55000', message = 'pg_cron is not installed',
@@ -310,13 +315,13 @@ begin
   end if;
   for s in select * from private.sweepers order by name loop
     job_name := 'ledgerbase-' || s.name;
-    schedule := s.schedule;
+    schedule := case when s.schedule ~ 'seconds$' and not takes_seconds then '* * * * *' else s.schedule end;
     command := pg_catalog.format('select %s()', s.function_name);
     scheduled := exists (
       select from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
       where n.nspname || '.' || p.proname = s.function_name);
     if scheduled then
-      execute pg_catalog.format('select %I.schedule($1, $2, $3)', cron_schema) using job_name, s.schedule, command;
+      execute pg_catalog.format('select %I.schedule($1, $2, $3)', cron_schema) using job_name, schedule, command;
     end if;
     return next;
   end loop;
@@ -330,4 +335,4 @@ begin
 end
 $$;
 comment on function private.schedule_sweepers() is
-  'Schedules every row of private.sweepers with pg_cron (cron.schedule, so re-running updates them), skips rows whose function does not exist yet, unschedules ledgerbase-* jobs no longer listed, and returns what it did. Raises 55000 when pg_cron is not installed.';
+  'Schedules every row of private.sweepers with pg_cron (cron.schedule, so re-running updates them), skips rows whose function does not exist yet, runs `N seconds` schedules every minute on pg_cron before 1.5, unschedules ledgerbase-* jobs no longer listed, and returns what it did. Raises 55000 when pg_cron is not installed.';

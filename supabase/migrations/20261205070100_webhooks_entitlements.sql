@@ -705,10 +705,18 @@ begin
 end
 $$;
 comment on function private.credit_grants_emit() is 'AFTER INSERT trigger on credit_grants: credits.granted for every positive lot.';
-create trigger credit_grants_emit_granted
-  after insert on public.credit_grants
-  for each row when (new.source <> 'clawback' and new.amount > 0)
-  execute function private.credit_grants_emit();
+-- Only while credit_grants is a table: if the credit engine keeps lots elsewhere (and
+-- credit_grants becomes a view), it calls private.emit_credits_granted where it writes them.
+do $grants$
+begin
+  if (select c.relkind from pg_catalog.pg_class c where c.oid = 'public.credit_grants'::regclass) in ('r', 'p') then
+    create trigger credit_grants_emit_granted
+      after insert on public.credit_grants
+      for each row when (new.source <> 'clawback' and new.amount > 0)
+      execute function private.credit_grants_emit();
+  end if;
+end
+$grants$;
 
 create or replace function private.subscriptions_emit()
 returns trigger
@@ -833,7 +841,10 @@ begin
     create publication supabase_realtime;
   end if;
   if not (select puballtables from pg_catalog.pg_publication where pubname = 'supabase_realtime') then
-    if not exists (select from pg_catalog.pg_publication_tables
+    -- Only tables can be published: should the credit engine turn credit_balances into a
+    -- view, its wallet table is the one to publish.
+    if (select c.relkind from pg_catalog.pg_class c where c.oid = 'public.credit_balances'::regclass) in ('r', 'p')
+       and not exists (select from pg_catalog.pg_publication_tables
                    where pubname = 'supabase_realtime' and schemaname = 'public' and tablename = 'credit_balances') then
       alter publication supabase_realtime add table public.credit_balances;
     end if;
