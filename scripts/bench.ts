@@ -45,8 +45,6 @@ interface Pair {
   /** throughput: candidate tps / baseline tps must be >= target; cost: baseline tps / candidate tps <= target. */
   kind: "throughput" | "cost";
   target: number | null;
-  /** Measures a candidate made by --apply: run only when named in --only. */
-  onRequest?: boolean;
 }
 
 const pairs: Pair[] = [
@@ -174,7 +172,7 @@ async function benchMain(): Promise<void> {
   let webhook: WebhookBenchResult | null = null;
   let audit: AuditScaling | null = null;
   let summary: SummaryBenchResult | null = null;
-  const chosen = pairs.filter((p) => only ? only.has(p.key) : !p.onRequest);
+  const chosen = pairs.filter((p) => !only || only.has(p.key));
   const apply = typeof flags.apply === "string" ? flags.apply : null;
   const applyFiles = apply ? apply.split(",") : [];
   for (const f of applyFiles) {
