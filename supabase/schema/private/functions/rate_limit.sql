@@ -28,7 +28,8 @@ begin
     when 'user' then coalesce(auth.uid()::text, 'account:' || account_id::text)
     when 'account' then coalesce(account_id::text, auth.uid()::text)
     when 'api_key' then coalesce(nullif(pg_catalog.current_setting('ledgerbase.api_key_id', true), ''), account_id::text)
-    when 'ip' then private.request_ip()
+    -- request_ip() is a valid address or null
+    when 'ip' then private.address_limit_key(private.request_ip()::inet)
   end;
   perform private.check_rate_limit(policy, coalesce(subject, 'unknown'), p.capacity, p.refill_per_second);
 end
@@ -36,4 +37,4 @@ $function$;
 
 alter function private.rate_limit(text,uuid,jsonb) owner to postgres;
 
-comment on function private.rate_limit(text,uuid,jsonb) is 'Applies a named policy to the caller: the subject follows the policy scope (user, account, IP from request.headers, API key), with the overrides of the account''s plan (plan_limits when the caller has them already).';
+comment on function private.rate_limit(text,uuid,jsonb) is 'Applies a named policy to the caller: the subject follows the policy scope (user, account, API key, or the client address from request.headers keyed by private.address_limit_key(): IPv4 per address, IPv6 per ipv6_limit_prefix network), with the overrides of the account''s plan (plan_limits when the caller has them already).';

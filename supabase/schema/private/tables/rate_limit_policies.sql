@@ -25,4 +25,4 @@ create policy "Clients never access rate-limit policies" on private.rate_limit_p
   using (false)
   with check (false);
 
-comment on table private.rate_limit_policies is 'Rate-limit policies: a burst of `capacity` calls, refilled at `refill_per_second`, counted per user, account, IP or API key. Plans override capacity and refill in plans.limits.rate_limits.<name>.';
+comment on table private.rate_limit_policies is 'Rate-limit policies: a burst of `capacity` calls, refilled at `refill_per_second`, counted per user, account, client address (IPv4 address, IPv6 network: private.address_limit_key()) or API key. Plans override capacity and refill in plans.limits.rate_limits.<name>.';
