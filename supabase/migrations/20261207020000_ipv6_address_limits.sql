@@ -1,4 +1,4 @@
--- Per-address limits count an IPv6 client by its network (SPEC §4.5 rate limits).
+-- Per-address limits count an IPv6 client by its network (rate limits).
 --
 --   * An IPv6 client is given a whole network, a /64 at least (often a /56 or /48), and may
 --     send every request from another address of it. The `ip` scope of a rate limit (today
