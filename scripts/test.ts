@@ -7,7 +7,8 @@
 // "N passed, N failed".
 import { join, relative } from "node:path";
 import { bold, dim, formatMs, green, main, parseArgs, red, step, UserError } from "./lib/log.ts";
-import { Cluster, ensurePackages, freePort, portInUse } from "./lib/postgres.ts";
+import { Cluster, ensurePackages, freePort, portInUse, PRELOADED_LIBRARIES } from "./lib/postgres.ts";
+import { ensureCronPackage, preloadCron } from "./lib/cron.ts";
 import {
   bin,
   clusterHome,
@@ -51,8 +52,11 @@ await main(async () => {
   if (positional.length === 0 && wants("released")) outcomes.push(await releasedCheck());
 
   await step(
-    "Checking Debian packages (PostgreSQL 15, pgTAP, plpgsql_check, pg_prove)",
-    () => ensurePackages(console.log),
+    "Checking Debian packages (PostgreSQL 15, pgTAP, plpgsql_check, pg_prove, pg_cron)",
+    async () => {
+      await ensurePackages(console.log);
+      await ensureCronPackage(console.log);
+    },
   );
 
   await removeAbandonedClusters();
@@ -135,6 +139,10 @@ async function throwAwayCluster(): Promise<Cluster> {
     try {
       await cluster.destroy();
       await cluster.init();
+      // Loaded as `npm start` loads it, so the tests can schedule the sweepers with the real pg_cron.
+      // The extension itself is only ever created inside a test's rolled-back transaction: no job
+      // of a test runs in the background.
+      await preloadCron(cluster, PRELOADED_LIBRARIES);
       await cluster.start();
       return cluster;
     } catch (error) {

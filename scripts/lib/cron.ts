@@ -46,8 +46,19 @@ export async function ensureCronLoaded(cluster: Cluster): Promise<boolean> {
   const preload = await query(cluster, "show shared_preload_libraries");
   const libraries = preload.split(",").map((s) => s.trim()).filter(Boolean);
   if (libraries.includes("pg_cron")) return false;
-  // Written to the cluster's auto.conf as initdb's settings are: ALTER SYSTEM refuses the
-  // cron.* settings until the library is loaded, and they only take effect at server start.
+  await preloadCron(cluster, libraries);
+  await cluster.stop();
+  await cluster.start();
+  return true;
+}
+
+/**
+ * Writes the settings that load pg_cron at the next server start, after `libraries` (those the
+ * cluster preloads already). Written to the cluster's auto.conf as initdb's settings are: ALTER
+ * SYSTEM refuses the cron.* settings until the library is loaded, and they only take effect at
+ * server start. `npm test` calls it before its cluster's first start, so no restart.
+ */
+export async function preloadCron(cluster: Cluster, libraries: string[]): Promise<void> {
   const settings = [
     `shared_preload_libraries = '${[...libraries, "pg_cron"].join(", ")}'`,
     `cron.database_name = 'postgres'`,
@@ -56,10 +67,11 @@ export async function ensureCronLoaded(cluster: Cluster): Promise<boolean> {
     `max_worker_processes = 20`,
   ];
   await Deno.writeTextFile(join(cluster.dir, "postgresql.auto.conf"), settings.join("\n") + "\n", { append: true });
-  await cluster.stop();
-  await cluster.start();
-  return true;
 }
+
+/** What supabase_admin runs to enable pg_cron as on Supabase, where postgres manages its own cron jobs. */
+export const CRON_SETUP_SQL = "create extension if not exists pg_cron; " +
+  "grant usage on schema cron to postgres; grant all on all tables in schema cron to postgres";
 
 export interface CronStatus {
   scheduled: string[];
@@ -68,9 +80,7 @@ export interface CronStatus {
 
 /** Creates the extension as on Supabase and schedules the SQL sweepers (private.schedule_sweepers()). */
 export async function scheduleSweepers(cluster: Cluster): Promise<CronStatus> {
-  await query(cluster, "create extension if not exists pg_cron");
-  // On Supabase, postgres manages its own cron jobs.
-  await query(cluster, "grant usage on schema cron to postgres; grant all on all tables in schema cron to postgres");
+  await query(cluster, CRON_SETUP_SQL);
   const rows = (await query(
     cluster,
     "select job_name || '|' || schedule || '|' || scheduled from private.schedule_sweepers()",

@@ -8,6 +8,8 @@ import { platformDir } from "./paths.ts";
 const PG_VERSION = "15";
 export const pgBin = Deno.env.get("PG_BIN") ?? `/usr/lib/postgresql/${PG_VERSION}/bin`;
 const pgShare = `/usr/share/postgresql/${PG_VERSION}`;
+/** The libraries every cluster loads at server start (pg_cron is added by lib/cron.ts). */
+export const PRELOADED_LIBRARIES = ["pg_stat_statements"];
 
 /** The Debian packages we need, each with a file that proves it is installed. */
 const packages: Array<{ name: string; probe: string }> = [
@@ -103,7 +105,7 @@ export class Cluster {
       `port = ${this.port}`,
       `listen_addresses = '127.0.0.1'`,
       `unix_socket_directories = '${this.dir}'`,
-      `shared_preload_libraries = 'pg_stat_statements'`,
+      `shared_preload_libraries = '${PRELOADED_LIBRARIES.join(", ")}'`,
       `max_connections = 200`,
       `timezone = 'UTC'`,
       ...(this.options.ephemeral ? [`fsync = off`, `synchronous_commit = off`, `full_page_writes = off`] : []),

@@ -8,6 +8,8 @@ AS $function$
 declare
   s private.sweepers;
   stale text;
+  -- The jobs this call leaves in place: those of the listed sweepers it scheduled.
+  kept text[] := '{}';
   -- Looked up, not written out: the function must compile where pg_cron is not installed.
   cron_schema text := (select n.nspname from pg_catalog.pg_namespace n where n.nspname = 'cron');
   -- pg_cron takes `N seconds` from 1.5 on (hosted Supabase); older builds (Debian's 1.4) get
@@ -28,13 +30,17 @@ begin
       where n.nspname || '.' || p.proname = s.function_name);
     if scheduled then
       execute pg_catalog.format('select %I.schedule($1, $2, $3)', cron_schema) using job_name, schedule, command;
+      kept := kept || job_name;
     end if;
     return next;
   end loop;
-  -- Sweepers removed from the list stop running.
+  -- The caller's other ledgerbase-* jobs stop running: sweepers removed from the list, or whose
+  -- function is gone. The dispatcher's job is scheduled by hand (README) and stays; another
+  -- role's jobs are that role's to remove (cron.unschedule acts on the caller's jobs only).
   for stale in
-    execute pg_catalog.format('select jobname from %I.job where jobname like ''ledgerbase-%%'' and jobname <> ''ledgerbase-dispatch''
-             and substr(jobname, 12) not in (select name from private.sweepers)', cron_schema)
+    execute pg_catalog.format('select j.jobname from %I.job j where j.jobname like ''ledgerbase-%%''
+             and j.jobname <> ''ledgerbase-dispatch'' and j.username = current_user and j.jobname <> all ($1)', cron_schema)
+      using kept
   loop
     execute pg_catalog.format('select %I.unschedule($1)', cron_schema) using stale;
   end loop;
@@ -43,4 +49,4 @@ $function$;
 
 alter function private.schedule_sweepers() owner to postgres;
 
-comment on function private.schedule_sweepers() is 'Schedules every row of private.sweepers with pg_cron (cron.schedule, so re-running updates them), skips rows whose function does not exist yet, runs `N seconds` schedules every minute on pg_cron before 1.5, unschedules ledgerbase-* jobs no longer listed, and returns what it did. Raises 55000 when pg_cron is not installed.';
+comment on function private.schedule_sweepers() is 'Schedules every row of private.sweepers with pg_cron (cron.schedule, so re-running updates them), skips rows whose function does not exist (and unschedules their job), runs `N seconds` schedules every minute on pg_cron before 1.5, unschedules the caller''s other ledgerbase-* jobs (sweepers no longer listed; never ledgerbase-dispatch), and returns what it did. Raises 55000 when pg_cron is not installed.';
