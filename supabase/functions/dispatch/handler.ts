@@ -26,6 +26,7 @@ import {
   runSqlJob,
 } from "./jobs.ts";
 import { deliverWebhook } from "./webhook.ts";
+import { pinnedRequest } from "./pinned_request.ts";
 import { chargeAutoTopup } from "./auto_topup.ts";
 import { syncSeats } from "./seats.ts";
 import { reportOverage } from "./overage.ts";
@@ -51,7 +52,8 @@ export interface DispatchDeps {
   batchSize?: number;
   /** Stop claiming after this many milliseconds; default 20,000. */
   budgetMs?: number;
-  fetch?: typeof fetch;
+  /** How webhooks are sent to their checked address; default node:http / node:https pinned to it. */
+  pinnedRequest?: RunnerContext["pinnedRequest"];
   /** The Stripe client of the Stripe runners; default from the environment. */
   stripe?: StripeClient;
   resolveDns?: RunnerContext["resolveDns"];
@@ -105,7 +107,7 @@ export async function dispatch(sql: Sql, deps: DispatchDeps = {}): Promise<Dispa
   const runners = deps.runners ?? defaultRunners;
   const context: RunnerContext = {
     sql,
-    fetch: deps.fetch ?? fetch,
+    pinnedRequest: deps.pinnedRequest ?? pinnedRequest,
     resolveDns: deps.resolveDns ?? ((host, type) => Deno.resolveDns(host, type)),
     stripe: () => {
       if (deps.stripe) return deps.stripe;

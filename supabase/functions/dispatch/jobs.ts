@@ -6,6 +6,7 @@
 import { z } from "zod";
 import type { Sql } from "../_shared/db.ts";
 import type { StripeClient } from "../_shared/stripe.ts";
+import type { PinnedRequest } from "./pinned_request.ts";
 
 export const claimedJob = z.object({
   id: z.coerce.number().int(),
@@ -27,7 +28,8 @@ export type FinishStatus = "succeeded" | "pending" | "dead" | "stale";
 
 export interface RunnerContext {
   sql: Sql;
-  fetch: typeof fetch;
+  /** Sends a request over a connection to an address that was checked (never a fresh lookup). */
+  pinnedRequest: PinnedRequest;
   resolveDns: (host: string, type: "A" | "AAAA") => Promise<string[]>;
   /** The Stripe client (STRIPE_SECRET_KEY, STRIPE_API_BASE); throws when Stripe is not configured. */
   stripe: () => StripeClient;

@@ -6,13 +6,16 @@
  * SSRF: the host's every address (A and AAAA, or the IP literal) is judged by
  * private.refused_webhook_addresses (loopback, private, link-local / metadata, CGNAT,
  * reserved; loopback allowed only by the webhook_allow_loopback setting). `localhost`
- * and `*.localhost` are loopback by definition (RFC 6761) and never looked up. Redirects
+ * and `*.localhost` are loopback by definition (RFC 6761) and never looked up. The
+ * request then goes to the first of the checked addresses (pinned_request.ts): the host
+ * is looked up once per delivery, so DNS rebinding cannot send it elsewhere. Redirects
  * are not followed, so a public endpoint cannot bounce the request inside.
  */
 import { isIP } from "node:net";
 import { z } from "zod";
 import type { ClaimedJob, RunnerContext, RunOutcome } from "./jobs.ts";
 import { errorText } from "./jobs.ts";
+import { PinningUnavailable } from "./pinned_request.ts";
 
 /** The most of an endpoint's answer we keep. */
 export const MAX_RESPONSE_CHARS = 1000;
@@ -33,29 +36,16 @@ export async function addressesOf(url: URL, context: Pick<RunnerContext, "resolv
   return answers.flatMap((a) => (a.status === "fulfilled" ? a.value : []));
 }
 
-/** Why the URL may not be called, or null. */
-export async function refusedDestination(url: URL, context: RunnerContext): Promise<string | null> {
-  if (url.username || url.password) return "the URL carries user info";
+/** Where the URL may be sent: the address to connect to (the first checked one), or why not. */
+export async function checkedDestination(
+  url: URL,
+  context: RunnerContext,
+): Promise<{ ok: true; address: string } | { ok: false; reason: string }> {
+  if (url.username || url.password) return { ok: false, reason: "the URL carries user info" };
   const addresses = await addressesOf(url, context);
   const [row] = await context.sql`select private.refused_webhook_addresses(${addresses}::text[]) as reason`;
-  return (row.reason as string | null) ?? null;
-}
-
-async function readCapped(response: Response, maxChars: number): Promise<string> {
-  if (!response.body) return "";
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let text = "";
-  try {
-    while (text.length < maxChars) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      text += decoder.decode(value, { stream: true });
-    }
-  } finally {
-    await reader.cancel().catch(() => {});
-  }
-  return text.slice(0, maxChars);
+  const reason = row.reason as string | null;
+  return reason === null ? { ok: true, address: addresses[0] } : { ok: false, reason };
 }
 
 export async function deliverWebhook(job: ClaimedJob, context: RunnerContext): Promise<RunOutcome> {
@@ -71,27 +61,28 @@ export async function deliverWebhook(job: ClaimedJob, context: RunnerContext): P
   } catch {
     return { ok: false, error: "the endpoint URL is not valid" };
   }
-  const refused = await refusedDestination(url, context);
-  if (refused) return { ok: false, error: `refused: ${refused}` };
+  const destination = await checkedDestination(url, context);
+  if (!destination.ok) return { ok: false, error: `refused: ${destination.reason}` };
 
   const started = performance.now();
   try {
-    const response = await context.fetch(url, {
+    const response = await context.pinnedRequest(url, destination.address, {
       method: "POST",
       headers: request.headers,
       body: request.body,
-      redirect: "manual",
       signal: AbortSignal.timeout(request.timeout_ms),
+      maxBodyChars: MAX_RESPONSE_CHARS,
     });
-    const responseBody = await readCapped(response, MAX_RESPONSE_CHARS);
     const result = {
       response_status: response.status,
-      response_body: responseBody,
+      response_body: response.body,
       duration_ms: Math.round(performance.now() - started),
     };
+    // Any other answer fails, a redirect (3xx) too: it is not followed.
     if (response.status >= 200 && response.status < 300) return { ok: true, result };
     return { ok: false, error: `the endpoint answered HTTP ${response.status}`, result };
   } catch (e) {
+    if (e instanceof PinningUnavailable) return { ok: false, error: `refused: pinning_unavailable: ${e.message}` };
     const duration_ms = Math.round(performance.now() - started);
     const timedOut = e instanceof DOMException && (e.name === "TimeoutError" || e.name === "AbortError");
     return {

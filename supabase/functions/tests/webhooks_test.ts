@@ -12,6 +12,7 @@
  */
 import { createDb, type Sql } from "../_shared/db.ts";
 import { dispatch } from "../dispatch/handler.ts";
+import type { PinnedRequest } from "../dispatch/pinned_request.ts";
 import { assert, assertEquals, assertMatch } from "./_support/assert.ts";
 import { TEST_DB_URL } from "./_support/tokens.ts";
 
@@ -265,9 +266,10 @@ Deno.test("SSRF: deliveries never go to loopback, private, link-local or mapped 
   await withReceiver(async (f) => {
     const { id } = await createEndpoint(f, "https://hooks.example.com/in");
     const called: string[] = [];
-    const fakeFetch: typeof fetch = (input) => {
-      called.push(String(input));
-      return Promise.resolve(new Response("ok"));
+    // Records each request and the checked address its connection is pinned to.
+    const pinnedRequest: PinnedRequest = (url, address) => {
+      called.push(`${url.href} via ${address}`);
+      return Promise.resolve({ status: 200, body: "ok" });
     };
     // DNS answers for names; IP literals and localhost never reach it.
     const resolveDns = (host: string, type: "A" | "AAAA") =>
@@ -282,7 +284,7 @@ Deno.test("SSRF: deliveries never go to loopback, private, link-local or mapped 
       // As if the URL changed after creation (or DNS did): the check happens at delivery.
       await f.sql`update public.webhook_endpoints set url = ${url} where id = ${id}`;
       await f.sql`select private.emit_event(${f.accountId}::uuid, 'credits.low', '{}')`;
-      await dispatch(f.sql, { kinds: ["webhook.deliver"], fetch: fakeFetch, resolveDns });
+      await dispatch(f.sql, { kinds: ["webhook.deliver"], pinnedRequest, resolveDns });
       const [d] = await f.sql`
         select last_error from public.webhook_deliveries where endpoint_id = ${id} order by created_at desc, attempt desc limit 1`;
       return d.last_error as string | null;
@@ -312,6 +314,10 @@ Deno.test("SSRF: deliveries never go to loopback, private, link-local or mapped 
     assertEquals(await attempt("http://localhost:9/in"), null, "localhost too");
     assert((await attempt("https://10.1.2.3/in"))?.includes("private"), "private addresses stay refused");
     assertEquals(await attempt("https://hooks.example.com/in"), null, "a public host is called");
-    assertEquals(called, ["http://127.0.0.1:9/in", "http://localhost:9/in", "https://hooks.example.com/in"]);
+    assertEquals(called, [
+      "http://127.0.0.1:9/in via 127.0.0.1",
+      "http://localhost:9/in via 127.0.0.1",
+      "https://hooks.example.com/in via 93.184.215.14",
+    ]);
   });
 });
