@@ -46,6 +46,18 @@ export async function typedCalls(url: string, key: string): Promise<void> {
   const delta: number | undefined = ledger[0]?.delta;
   void delta;
 
+  // A hold embeds the usage event its capture recorded (an object, null until captured), and a usage event the hold
+  // it captured (a list): computed relationships, typed both ways.
+  const holds = (await supabase.from("credit_holds").select("id, status, usage_events(id, credits_charged)")).data ??
+    [];
+  const captured: number | null | undefined = holds[0]?.usage_events?.credits_charged;
+  void captured;
+  const events = (await supabase.from("usage_events").select("id, credit_holds(id, status)")).data ?? [];
+  const holdStatus: string | undefined = events[0]?.credit_holds[0]?.status;
+  void holdStatus;
+  // @ts-expect-error: a hold's usage event is one object, not a list
+  void holds[0]?.usage_events?.[0];
+
   const team: Row<"accounts"> | null = (await supabase.rpc("create_team_account", { name: "Acme", slug: "acme" })).data;
   void team;
 

@@ -237,9 +237,22 @@ isOneToOne: true
                   ]
                 },"credit_holds": {
                   Row: {
-                    "account_id": string,"action": string,"amount": number,"created_at": string,"credits_charged": number | null,"credits_per_unit": number,"expires_at": string,"id": string,"idempotency_key": string | null,"quantity": number,"quota_keys": (string)[],"quota_period_start": string | null,"seq": number,"settled_at": string | null,"status": string,"unit_size": number,"usage_event_id": string | null,"user_id": string | null
+                    "account_id": string,"action": string,"amount": number,"created_at": string,"credits_charged": number | null,"credits_per_unit": number,"expires_at": string,"id": string,"idempotency_key": string | null,"quantity": number,"quota_keys": (string)[],"quota_period_start": string | null,"seq": number,"settled_at": string | null,"status": string,"unit_size": number,"usage_event_id": string | null,"user_id": string | null,"usage_events": {
+              "account_id": string,
+"action": string | null,
+"api_key_id": string | null,
+"created_at": string,
+"credits_charged": number | null,
+"hold_id": string | null,
+"id": string | null,
+"idempotency_key": string | null,
+"metadata": NonNullable<Json>,
+"quantity": number | null,
+"user_id": string | null,
+"writer_xid": unknown
+            } | null
                   }
-                  ComputedFields: never
+                  ComputedFields: "usage_events"
                   Insert: {
                     "account_id": string,"action": string,"amount": number,"created_at"?: string,"credits_charged"?: number | null,"credits_per_unit": number,"expires_at": string,"id"?: string,"idempotency_key"?: string | null,"quantity": number,"quota_keys"?: (string)[],"quota_period_start"?: string | null,"seq"?: never,"settled_at"?: string | null,"status"?: string,"unit_size": number,"usage_event_id"?: string | null,"user_id"?: string | null
                   }
@@ -624,9 +637,28 @@ isOneToOne: false
                   ]
                 },"usage_events": {
                   Row: {
-                    "account_id": string,"action": string | null,"api_key_id": string | null,"created_at": string,"credits_charged": number | null,"hold_id": string | null,"id": string | null,"idempotency_key": string | null,"metadata": NonNullable<Json>,"quantity": number | null,"user_id": string | null,"writer_xid": unknown
+                    "account_id": string,"action": string | null,"api_key_id": string | null,"created_at": string,"credits_charged": number | null,"hold_id": string | null,"id": string | null,"idempotency_key": string | null,"metadata": NonNullable<Json>,"quantity": number | null,"user_id": string | null,"writer_xid": unknown,"credit_holds": {
+              "account_id": string,
+"action": string,
+"amount": number,
+"created_at": string,
+"credits_charged": number | null,
+"credits_per_unit": number,
+"expires_at": string,
+"id": string,
+"idempotency_key": string | null,
+"quantity": number,
+"quota_keys": (string)[],
+"quota_period_start": string | null,
+"seq": number,
+"settled_at": string | null,
+"status": string,
+"unit_size": number,
+"usage_event_id": string | null,
+"user_id": string | null
+            } | null
                   }
-                  ComputedFields: never
+                  ComputedFields: "credit_holds"
                   Insert: {
                            "account_id"?: string | null,"action"?: string | null,"api_key_id"?: string | null,"created_at"?: string | null,"credits_charged"?: number | null,"hold_id"?: string | null,"id"?: string | null,"idempotency_key"?: string | null,"metadata"?: Json | null,"quantity"?: number | null,"user_id"?: string | null,"writer_xid"?: unknown
                          }
@@ -683,6 +715,33 @@ isOneToOne: false
 "create_webhook_endpoint":
 { Args: { "account_id": string,"description"?: string,"event_types": (string)[],"url": string }; Returns: Json
                            },
+"credit_holds":
+{ Args: { "event": Omit<Database["public"]['Views']["usage_events"]['Row'], Database["public"]['Views']["usage_events"]['ComputedFields']> }; Returns: {
+              "account_id": string,
+"action": string,
+"amount": number,
+"created_at": string,
+"credits_charged": number | null,
+"credits_per_unit": number,
+"expires_at": string,
+"id": string,
+"idempotency_key": string | null,
+"quantity": number,
+"quota_keys": (string)[],
+"quota_period_start": string | null,
+"seq": number,
+"settled_at": string | null,
+"status": string,
+"unit_size": number,
+"usage_event_id": string | null,
+"user_id": string | null
+            }[]
+                          SetofOptions: {
+        from: "usage_events"
+        to: "credit_holds"
+        isOneToOne: false
+        isSetofReturn: true
+      } },
 "delete_account":
 { Args: { "account_id": string }; Returns: undefined
                            },
@@ -815,6 +874,27 @@ isOneToOne: false
         to: "webhook_endpoints"
         isOneToOne: true
         isSetofReturn: false
+      } },
+"usage_events":
+{ Args: { "hold": Omit<Database["public"]['Tables']["credit_holds"]['Row'], Database["public"]['Tables']["credit_holds"]['ComputedFields']> }; Returns: {
+              "account_id": string,
+"action": string | null,
+"api_key_id": string | null,
+"created_at": string,
+"credits_charged": number | null,
+"hold_id": string | null,
+"id": string | null,
+"idempotency_key": string | null,
+"metadata": NonNullable<Json>,
+"quantity": number | null,
+"user_id": string | null,
+"writer_xid": unknown
+            }
+                          SetofOptions: {
+        from: "credit_holds"
+        to: "usage_events"
+        isOneToOne: true
+        isSetofReturn: true
       } },
 "usage_summary":
 { Args: { "account_id": string,"bucket"?: string,"group_by"?: string,"since": string,"until": string }; Returns: {
