@@ -14,9 +14,11 @@
 --   - a new payment row is inserted with its values merged in (private.merge_payment, the one
 --     rule for a new and an existing row); an existing row is written only when the merge
 --     changes it; the sync that follows (credits granted) is the row's one update;
---   - a grant whose lot comes first writes the wallet once for expiry and lot, and once for
---     its balance (private.set_wallet): the lot it displaces is settled into ledger.lots as
---     private.settle_lot would, without clearing the wallet first;
+--   - a grant writes the wallet once: private.set_wallet takes the new lot's expiry and, when
+--     the lot comes first in draw-down order, puts it on the wallet in the same update; the lot
+--     it displaces is settled into ledger.lots as private.settle_lot would, without clearing
+--     the wallet first (set_wallet gains two optional arguments: the three-argument function
+--     is replaced, its callers are unchanged);
 --   - the payment and lot triggers skip emit_event when the account has no active endpoint
 --     (private.has_webhook_endpoint).
 -- The payment, the lot, the ledger entry, the wallet, the audit entry and the outgoing events
@@ -238,8 +240,39 @@ $$;
 comment on function private.upsert_payment(uuid, text, text, text, jsonb) is 'Records a credit-pack checkout (keyed by session) or a subscription invoice (keyed by invoice), merging monotonically (private.merge_payment: settlement pending < failed < paid; ids only fill in; a new row is inserted merged, an existing one written only when the merge changes it), calls the referral hook on the first successful payment, audits, and syncs credits (private.sync_payment).';
 
 -- ---------------------------------------------------------------------------
--- A grant: the wallet written once for its lot and expiry, once for its balance
+-- A grant: one wallet update
 -- ---------------------------------------------------------------------------
+drop function private.set_wallet(uuid, bigint, bigint);
+create function private.set_wallet(
+  account_id uuid, balance_delta bigint, held_delta bigint default 0, expires_at timestamptz default null,
+  lot ledger.lots default null
+) returns public.credit_balances
+language plpgsql
+set search_path = ''
+as $$
+declare
+  threshold bigint := private.low_balance_threshold();
+  wallet public.credit_balances;
+begin
+  update public.credit_balances w
+     set balance = w.balance + balance_delta,
+         held = w.held + held_delta,
+         updated_at = private.now(),
+         low_balance_since = case when w.balance + balance_delta - w.held - held_delta
+                                       < coalesce(w.low_balance_threshold, threshold)
+                                  then coalesce(w.low_balance_since, private.now()) end,
+         next_expiry_at = case when set_wallet.expires_at is null then w.next_expiry_at
+                               else least(w.next_expiry_at, set_wallet.expires_at) end,
+         lot_id = case when set_wallet.lot.id is null then w.lot_id else set_wallet.lot.id end,
+         lot_remaining = case when set_wallet.lot.id is null then w.lot_remaining else set_wallet.lot.remaining end
+   where w.account_id = set_wallet.account_id
+  returning w.* into wallet;
+  perform private.signal_low_balance(wallet, held_delta - balance_delta, threshold);
+  return wallet;
+end
+$$;
+comment on function private.set_wallet(uuid, bigint, bigint, timestamptz, ledger.lots) is 'Applies a change to a wallet its caller has locked and returns the new row, signalling once when available falls below the wallet''s low-balance threshold (private.signal_low_balance). A grant passes its lot''s expiry (next_expiry_at becomes the sooner) and, when the lot is the first to draw from now, the lot (it goes on the wallet): one update.';
+
 create or replace function private.grant_credits(
   account_id uuid, amount bigint, source text, expires_at timestamptz default null, idempotency_key text default null,
   payment_id uuid default null, metadata jsonb default '{}'::jsonb
@@ -294,19 +327,13 @@ begin
   if goes_first and wallet.lot_id is not null and lot.remaining > 0 then
     -- It comes before the wallet's lot, the first live lot in draw-down order, and is live
     -- itself (credits left, not expired): it is the first now. The wallet's lot is settled
-    -- into ledger.lots (as private.settle_lot does) and the new lot put on the wallet in one
-    -- update, with the expiry.
+    -- into ledger.lots (as private.settle_lot does); set_wallet puts the new one on the wallet.
     swapped := true;
     update ledger.lots g set remaining = wallet.lot_remaining where g.id = wallet.lot_id;
-    update public.credit_balances w
-       set lot_id = lot.id, lot_remaining = lot.remaining,
-           next_expiry_at = case when lot.expires_at is not null then least(w.next_expiry_at, lot.expires_at) else w.next_expiry_at end
-     where w.account_id = grant_credits.account_id;
-  elsif expires_at is not null and amount > repaid then
-    update public.credit_balances w set next_expiry_at = least(w.next_expiry_at, grant_credits.expires_at)
-    where w.account_id = grant_credits.account_id;
   end if;
-  wallet := private.set_wallet(grant_credits.account_id, amount);
+  wallet := private.set_wallet(grant_credits.account_id, amount,
+    expires_at => case when amount > repaid then grant_credits.expires_at end,
+    lot => case when swapped then lot end);
   perform private.write_ledger(wallet, amount, source, grant_id => grant_id, payment_id => grant_credits.payment_id,
                                idempotency_key => grant_credits.idempotency_key, metadata => grant_credits.metadata);
   if goes_first and not swapped then

@@ -6,14 +6,14 @@
 --   - the payment row is inserted with its final settlement and amounts, then updated once,
 --     by the credit sync (grant_id, credits_granted); before, a pending row was inserted and
 --     merged by a second update;
---   - the wallet is written twice: once for the new lot (it comes first in draw-down order:
---     it expires, the adjustment's lot does not) and its expiry, once for its balance; before,
---     four times;
+--   - the wallet is written once: its balance, its next expiry and the new lot it now draws
+--     from (the lot comes first in draw-down order: it expires, the adjustment's lot does
+--     not); before, four times (expiry, balance, settling the old lot, loading the new one);
 --   - a second report of the same paid invoice (invoice.payment_succeeded) writes nothing.
 -- The write counts are the transaction's own statistics (pg_stat_get_xact_tuples_*), which
 -- count every row version a statement wrote, including in subtransactions.
 begin;
-select plan(25);
+select plan(27);
 
 select tests.create_users('t58_ada');
 select tests.team('t58-acme', owner => 't58_ada', name => 'Acme');
@@ -78,8 +78,8 @@ select is((select payments_ins from pg_temp.writes_between('before', 'paid')), 1
   'the payment row is inserted once');
 select is((select payments_upd from pg_temp.writes_between('before', 'paid')), 1::bigint,
   'and updated once, by the credit sync: it was inserted paid, with its amounts (no pending row merged afterwards)');
-select is((select wallets_upd from pg_temp.writes_between('before', 'paid')), 2::bigint,
-  'the wallet is written twice: the new lot and its expiry, then the balance');
+select is((select wallets_upd from pg_temp.writes_between('before', 'paid')), 1::bigint,
+  'the wallet is written once: balance, next expiry and the new lot in one update');
 
 -- The results are the ones every billing story expects.
 select is(((pg_temp.payment()).status, (pg_temp.payment()).settlement, (pg_temp.payment()).amount, (pg_temp.payment()).currency,
@@ -160,6 +160,10 @@ select is((select (p.status, p.credits_granted) from public.payments p where p.s
           ('paid'::text, 1000::bigint), 'Bolt''s payment is paid and granted its credits');
 select is((select count(*) from public.webhook_deliveries where account_id = tests.account_id('t58-bolt')), 0::bigint,
   'Bolt has no endpoint: nothing is queued for it');
+select is((select (w.balance, w.lot_id, w.lot_remaining) from public.credit_balances w where w.account_id = tests.account_id('t58-bolt')),
+          (1000::bigint, (select p.grant_id from public.payments p where p.stripe_invoice_id = 'in_t58_bolt'), 1000::bigint),
+  'Bolt''s wallet had no lot: it now draws from the new one (loaded as before)');
+select is(tests.wallet_invariant(tests.account_id('t58-bolt')), 'ok', 'and Bolt''s wallet invariant holds');
 
 select * from finish();
 rollback;

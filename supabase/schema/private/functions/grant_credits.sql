@@ -52,19 +52,13 @@ begin
   if goes_first and wallet.lot_id is not null and lot.remaining > 0 then
     -- It comes before the wallet's lot, the first live lot in draw-down order, and is live
     -- itself (credits left, not expired): it is the first now. The wallet's lot is settled
-    -- into ledger.lots (as private.settle_lot does) and the new lot put on the wallet in one
-    -- update, with the expiry.
+    -- into ledger.lots (as private.settle_lot does); set_wallet puts the new one on the wallet.
     swapped := true;
     update ledger.lots g set remaining = wallet.lot_remaining where g.id = wallet.lot_id;
-    update public.credit_balances w
-       set lot_id = lot.id, lot_remaining = lot.remaining,
-           next_expiry_at = case when lot.expires_at is not null then least(w.next_expiry_at, lot.expires_at) else w.next_expiry_at end
-     where w.account_id = grant_credits.account_id;
-  elsif expires_at is not null and amount > repaid then
-    update public.credit_balances w set next_expiry_at = least(w.next_expiry_at, grant_credits.expires_at)
-    where w.account_id = grant_credits.account_id;
   end if;
-  wallet := private.set_wallet(grant_credits.account_id, amount);
+  wallet := private.set_wallet(grant_credits.account_id, amount,
+    expires_at => case when amount > repaid then grant_credits.expires_at end,
+    lot => case when swapped then lot end);
   perform private.write_ledger(wallet, amount, source, grant_id => grant_id, payment_id => grant_credits.payment_id,
                                idempotency_key => grant_credits.idempotency_key, metadata => grant_credits.metadata);
   if goes_first and not swapped then
