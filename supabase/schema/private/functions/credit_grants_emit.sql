@@ -6,7 +6,9 @@ CREATE OR REPLACE FUNCTION private.credit_grants_emit()
  SET search_path TO ''
 AS $function$
 begin
-  perform private.emit_credits_granted(new.account_id, new.id, new.source, new.amount, new.expires_at);
+  if private.has_webhook_endpoint(new.account_id) then
+    perform private.emit_credits_granted(new.account_id, new.id, new.source, new.amount, new.expires_at);
+  end if;
   return null;
 end
 $function$;

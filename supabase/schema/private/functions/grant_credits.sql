@@ -12,6 +12,8 @@ declare
   lot ledger.lots;
   repaid bigint := 0;
   grant_id uuid;
+  goes_first boolean;
+  swapped boolean := false;
 begin
   if amount is null or amount <= 0 then
     raise exception using errcode = '22023', message = 'invalid_input', detail = 'a grant must be a positive number of credits';
@@ -45,15 +47,21 @@ begin
   grant_id := lot.id;
   -- (a debt lot is never the one on the wallet: the wallet's figure stays right)
 
-  if expires_at is not null and amount > repaid then
-    update public.credit_balances w set next_expiry_at = least(w.next_expiry_at, grant_credits.expires_at)
-    where w.account_id = grant_credits.account_id;
+  -- The new lot goes on the wallet when it comes first in draw-down order.
+  goes_first := wallet.lot_id is null or private.lot_precedes(grant_credits.account_id, grant_id, wallet.lot_id);
+  if goes_first and wallet.lot_id is not null and lot.remaining > 0 then
+    -- It comes before the wallet's lot, the first live lot in draw-down order, and is live
+    -- itself (credits left, not expired): it is the first now. The wallet's lot is settled
+    -- into ledger.lots (as private.settle_lot does); set_wallet puts the new one on the wallet.
+    swapped := true;
+    update ledger.lots g set remaining = wallet.lot_remaining where g.id = wallet.lot_id;
   end if;
-  wallet := private.set_wallet(grant_credits.account_id, amount);
+  wallet := private.set_wallet(grant_credits.account_id, amount,
+    expires_at => case when amount > repaid then grant_credits.expires_at end,
+    lot => case when swapped then lot end);
   perform private.write_ledger(wallet, amount, source, grant_id => grant_id, payment_id => grant_credits.payment_id,
                                idempotency_key => grant_credits.idempotency_key, metadata => grant_credits.metadata);
-  -- The new lot goes on the wallet when it comes first in draw-down order.
-  if wallet.lot_id is null or private.lot_precedes(grant_credits.account_id, grant_id, wallet.lot_id) then
+  if goes_first and not swapped then
     perform private.settle_lot(grant_credits.account_id);
     perform private.load_lot(grant_credits.account_id);
   end if;

@@ -5,41 +5,9 @@ CREATE OR REPLACE FUNCTION private.handle_stripe_event(event jsonb)
  LANGUAGE plpgsql
  SET search_path TO ''
 AS $function$
-declare
-  recorded public.webhook_events;
-  outcome text;
-  reason text;
 begin
   perform private.check_stripe_event(event);
-  -- Claim the event id. A concurrent delivery of the same event waits here until the first
-  -- commits, then sees it as a duplicate.
-  insert into public.webhook_events as w (provider, event_id, type, status, payload, api_version, livemode, event_created, processed_at)
-  values ('stripe', event ->> 'id', event ->> 'type', 'processed', event, event ->> 'api_version',
-          (event ->> 'livemode')::boolean, private.stripe_ts(event -> 'created'), now())
-  on conflict on constraint webhook_events_provider_event_id_key do update set attempts = w.attempts + 1
-  returning w.* into recorded;
-  if recorded.attempts > 1 and recorded.status in ('processed', 'ignored', 'duplicate') then
-    return 'duplicate'; -- the row keeps its first outcome; attempts counts the deliveries
-  end if;
-
-  begin
-    outcome := private.apply_stripe_event(event);
-  exception when sqlstate 'PT404' then
-    -- Not ours (no account for the object): answered 200 and recorded with the reason, so
-    -- Stripe does not retry for days; private.reprocess_stripe_events(..., true) retries it.
-    -- Any other PT404 is a failure like any error.
-    if sqlerrm <> 'unknown_account' then
-      raise;
-    end if;
-    get stacked diagnostics reason = pg_exception_detail;
-    outcome := 'ignored';
-  end;
-  if outcome <> 'processed' or recorded.status <> 'processed' or reason is not null then
-    update public.webhook_events w
-       set status = outcome, error = reason, processed_at = now(), payload = case when w.status = 'failed' then event else w.payload end
-     where w.id = recorded.id;
-  end if;
-  return outcome;
+  return private.process_stripe_event(event);
 end
 $function$;
 

@@ -20,6 +20,9 @@ begin
   else
     return null;
   end if;
+  if not private.has_webhook_endpoint(new.account_id) then
+    return null;
+  end if;
   perform private.emit_event(new.account_id, event_type, pg_catalog.jsonb_build_object(
     'account_id', new.account_id, 'payment_id', new.id, 'kind', new.kind, 'item_key', new.item_key,
     'quantity', new.quantity, 'amount', new.amount, 'currency', new.currency, 'status', new.status,

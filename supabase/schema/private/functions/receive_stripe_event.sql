@@ -11,7 +11,7 @@ declare
 begin
   perform private.check_stripe_event(payload);
   begin
-    return private.handle_stripe_event(payload);
+    return private.process_stripe_event(payload);
   exception when others then
     -- The work is rolled back to here; only the failure is recorded, so Stripe's retry (or a
     -- replay) processes the event again.
@@ -28,4 +28,4 @@ $function$;
 
 alter function private.receive_stripe_event(jsonb) owner to postgres;
 
-comment on function private.receive_stripe_event(jsonb) is 'The stripe-webhook function''s one call (after it verified the signature): handle_stripe_event in a subtransaction. Returns processed | duplicate | ignored, or failed when processing raised: the work is rolled back, the event is recorded as failed with the error, and the webhook answers 500 so Stripe retries.';
+comment on function private.receive_stripe_event(jsonb) is 'The stripe-webhook function''s one call (after it verified the signature): checks the event once, then handle_stripe_event''s work (private.process_stripe_event) in a subtransaction. Returns processed | duplicate | ignored, or failed when processing raised: the work is rolled back, the event is recorded as failed with the error, and the webhook answers 500 so Stripe retries.';

@@ -8,68 +8,83 @@ AS $function$
 declare
   p public.payments;
   before public.payments;
-  moves_up boolean;
   inserted boolean;
 begin
-  -- Create the row once (keyed by checkout session or invoice), then lock it. A new row gets its
-  -- Stripe ids at once (the update below would only fill them in): the update then changes no
-  -- indexed column and stays a heap-only (HOT) update.
+  -- A new row (keyed by checkout session or invoice) is inserted with the event merged into a
+  -- pending row (the table's defaults); an existing one is locked, merged, and written only
+  -- when the merge changes it.
+  p.account_id := upsert_payment.account_id;
+  p.kind := upsert_payment.kind;
+  p.settlement := 'pending';
+  p.status := 'pending';
+  p.quantity := 1;
+  p.amount := 0;
+  p.currency := 'usd';
+  p.credits_due := 0;
   if kind = 'credit_pack' then
-    insert into public.payments (account_id, kind, settlement, stripe_checkout_session_id, stripe_payment_intent_id,
-                                 stripe_charge_id, stripe_subscription_id, stripe_customer_id)
-    values (upsert_payment.account_id, kind, 'pending', source_id, fields ->> 'payment_intent_id', fields ->> 'charge_id',
-            fields ->> 'subscription_id', fields ->> 'customer_id')
-    on conflict (stripe_checkout_session_id) do nothing
-    returning true into inserted;
-    select x.* into p from public.payments x where x.stripe_checkout_session_id = source_id for update;
+    p.stripe_checkout_session_id := source_id;
   else
-    insert into public.payments (account_id, kind, settlement, stripe_invoice_id, stripe_payment_intent_id, stripe_charge_id,
-                                 stripe_subscription_id, stripe_customer_id)
-    values (upsert_payment.account_id, kind, 'pending', source_id, fields ->> 'payment_intent_id', fields ->> 'charge_id',
-            fields ->> 'subscription_id', fields ->> 'customer_id')
-    on conflict (stripe_invoice_id) do nothing
-    returning true into inserted;
-    select x.* into p from public.payments x where x.stripe_invoice_id = source_id for update;
+    p.stripe_invoice_id := source_id;
   end if;
-  before := p;
+  p := private.merge_payment(p, upsert_payment.settlement, fields);
+  if kind = 'credit_pack' then
+    insert into public.payments (account_id, kind, settlement, status, item_key, quantity, amount, currency, expected_amount,
+                                 flagged_reason, credits_due, billing_reason, invoice_url, invoice_pdf, receipt_url,
+                                 period_start, period_end, paid_at, stripe_checkout_session_id, stripe_invoice_id,
+                                 stripe_payment_intent_id, stripe_charge_id, stripe_subscription_id, stripe_customer_id, livemode)
+    values (p.account_id, p.kind, p.settlement, p.status, p.item_key, p.quantity, p.amount, p.currency, p.expected_amount,
+            p.flagged_reason, p.credits_due, p.billing_reason, p.invoice_url, p.invoice_pdf, p.receipt_url,
+            p.period_start, p.period_end, p.paid_at, p.stripe_checkout_session_id, p.stripe_invoice_id,
+            p.stripe_payment_intent_id, p.stripe_charge_id, p.stripe_subscription_id, p.stripe_customer_id, p.livemode)
+    on conflict (stripe_checkout_session_id) do nothing
+    returning * into p;
+    inserted := found;
+    if not inserted then
+      select x.* into p from public.payments x where x.stripe_checkout_session_id = source_id for update;
+    end if;
+  else
+    insert into public.payments (account_id, kind, settlement, status, item_key, quantity, amount, currency, expected_amount,
+                                 flagged_reason, credits_due, billing_reason, invoice_url, invoice_pdf, receipt_url,
+                                 period_start, period_end, paid_at, stripe_checkout_session_id, stripe_invoice_id,
+                                 stripe_payment_intent_id, stripe_charge_id, stripe_subscription_id, stripe_customer_id, livemode)
+    values (p.account_id, p.kind, p.settlement, p.status, p.item_key, p.quantity, p.amount, p.currency, p.expected_amount,
+            p.flagged_reason, p.credits_due, p.billing_reason, p.invoice_url, p.invoice_pdf, p.receipt_url,
+            p.period_start, p.period_end, p.paid_at, p.stripe_checkout_session_id, p.stripe_invoice_id,
+            p.stripe_payment_intent_id, p.stripe_charge_id, p.stripe_subscription_id, p.stripe_customer_id, p.livemode)
+    on conflict (stripe_invoice_id) do nothing
+    returning * into p;
+    inserted := found;
+    if not inserted then
+      select x.* into p from public.payments x where x.stripe_invoice_id = source_id for update;
+    end if;
+  end if;
 
-  -- Ids only ever fill in; amounts and details come from the highest settlement seen.
-  moves_up := private.settlement_rank(upsert_payment.settlement) >= private.settlement_rank(p.settlement);
-  update public.payments x set
-    settlement = case when moves_up then upsert_payment.settlement else x.settlement end,
-    status = case when x.status in ('pending', 'failed', 'paid') and moves_up then upsert_payment.settlement else x.status end,
-    item_key = case when moves_up then coalesce(fields ->> 'item_key', x.item_key) else x.item_key end,
-    quantity = case when moves_up then coalesce((fields ->> 'quantity')::integer, x.quantity) else x.quantity end,
-    amount = case when moves_up then coalesce((fields ->> 'amount')::bigint, x.amount) else x.amount end,
-    currency = case when moves_up then coalesce(fields ->> 'currency', x.currency) else x.currency end,
-    expected_amount = case when moves_up then coalesce((fields ->> 'expected_amount')::bigint, x.expected_amount) else x.expected_amount end,
-    flagged_reason = case when moves_up then fields ->> 'flagged_reason' else x.flagged_reason end,
-    credits_due = case when moves_up then coalesce((fields ->> 'credits_due')::bigint, x.credits_due) else x.credits_due end,
-    billing_reason = coalesce(fields ->> 'billing_reason', x.billing_reason),
-    invoice_url = coalesce(fields ->> 'invoice_url', x.invoice_url),
-    invoice_pdf = coalesce(fields ->> 'invoice_pdf', x.invoice_pdf),
-    receipt_url = coalesce(fields ->> 'receipt_url', x.receipt_url),
-    period_start = coalesce((fields ->> 'period_start')::timestamptz, x.period_start),
-    period_end = coalesce((fields ->> 'period_end')::timestamptz, x.period_end),
-    paid_at = case when upsert_payment.settlement = 'paid' then coalesce(x.paid_at, (fields ->> 'paid_at')::timestamptz, private.now()) else x.paid_at end,
-    stripe_payment_intent_id = coalesce(x.stripe_payment_intent_id, fields ->> 'payment_intent_id'),
-    stripe_charge_id = coalesce(x.stripe_charge_id, fields ->> 'charge_id'),
-    stripe_subscription_id = coalesce(x.stripe_subscription_id, fields ->> 'subscription_id'),
-    stripe_customer_id = coalesce(x.stripe_customer_id, fields ->> 'customer_id'),
-    stripe_invoice_id = coalesce(x.stripe_invoice_id, fields ->> 'invoice_id'),
-    livemode = coalesce((fields ->> 'livemode')::boolean, x.livemode)
-  where x.id = p.id
-  returning x.* into p;
+  if not inserted then
+    before := p;
+    p := private.merge_payment(before, upsert_payment.settlement, fields);
+    if p is distinct from before then
+      update public.payments x set
+        settlement = p.settlement, status = p.status, item_key = p.item_key, quantity = p.quantity, amount = p.amount,
+        currency = p.currency, expected_amount = p.expected_amount, flagged_reason = p.flagged_reason,
+        credits_due = p.credits_due, billing_reason = p.billing_reason, invoice_url = p.invoice_url,
+        invoice_pdf = p.invoice_pdf, receipt_url = p.receipt_url, period_start = p.period_start, period_end = p.period_end,
+        paid_at = p.paid_at, stripe_payment_intent_id = p.stripe_payment_intent_id, stripe_charge_id = p.stripe_charge_id,
+        stripe_subscription_id = p.stripe_subscription_id, stripe_customer_id = p.stripe_customer_id,
+        stripe_invoice_id = p.stripe_invoice_id, livemode = p.livemode
+      where x.id = p.id
+      returning x.* into p;
+    end if;
+  end if;
 
-  if p.settlement = 'paid' and before.settlement <> 'paid' then
+  if p.settlement = 'paid' and (inserted or before.settlement <> 'paid') then
     perform private.on_payment_succeeded(p.account_id);
   end if;
   p := private.sync_payment(p.id, audit => false);
-  perform private.audit_payment(case when coalesce(inserted, false) then null else before end, p);
+  perform private.audit_payment(case when inserted then null else before end, p);
   return p;
 end
 $function$;
 
 alter function private.upsert_payment(uuid,text,text,text,jsonb) owner to postgres;
 
-comment on function private.upsert_payment(uuid,text,text,text,jsonb) is 'Records a credit-pack checkout (keyed by session) or a subscription invoice (keyed by invoice), merging monotonically (settlement pending < failed < paid; ids only fill in), calls the referral hook on the first successful payment, audits, and syncs credits (private.sync_payment).';
+comment on function private.upsert_payment(uuid,text,text,text,jsonb) is 'Records a credit-pack checkout (keyed by session) or a subscription invoice (keyed by invoice), merging monotonically (private.merge_payment: settlement pending < failed < paid; ids only fill in; a new row is inserted merged, an existing one written only when the merge changes it), calls the referral hook on the first successful payment, audits, and syncs credits (private.sync_payment).';
