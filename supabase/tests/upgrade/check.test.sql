@@ -2,7 +2,7 @@
 -- invariant holds, and the rules still see the old state (quota counters, debts, holds,
 -- idempotency keys). Runs after supabase/tests/upgrade/fill.sql and the upgrade.
 begin;
-select plan(18);
+select plan(21);
 set local ledgerbase.now = '2026-12-01 10:00:00+00';
 
 create temp view after_state as
@@ -25,9 +25,13 @@ union all
 select 'usage', e.id::text, jsonb_build_object('account', e.account_id, 'action', e.action, 'quantity', e.quantity,
                                                'credits_charged', e.credits_charged, 'idempotency_key', e.idempotency_key,
                                                'metadata', e.metadata)
-from public.usage_events e where e.account_id::text like '0000000a-%';
+from public.usage_events e where e.account_id::text like '0000000a-%'
+union all
+select 'payment', p.id::text, jsonb_build_object('account', p.account_id, 'status', p.status, 'settlement', p.settlement,
+                                                 'amount', p.amount, 'credits_granted', p.credits_granted, 'paid_at', p.paid_at)
+from public.payments p where p.account_id::text like '0000000a-%';
 
-select is((select count(*) from upgrade_check.before where what = 'wallet'), 5::bigint, 'the five wallets were filled before');
+select is((select count(*) from upgrade_check.before where what = 'wallet'), 6::bigint, 'the six wallets were filled before');
 select is((select (state ->> 'balance')::int from upgrade_check.before where what = 'wallet' and id = '0000000a-0000-4000-8000-000000000001'), 215,
   'before the upgrade the lot that expired at 09:00 was still counted (never swept)');
 select set_eq($$ select what, id, state from after_state $$, $$ select what, id, state from upgrade_check.before $$,
@@ -81,6 +85,17 @@ select is((select status from public.credit_holds where idempotency_key = 'lapse
   'the hold that lapsed before the upgrade was released by the expiry job');
 select is((public.capture_credits((select id from public.credit_holds where idempotency_key = 'live')) ->> 'credits_charged')::int, 20,
   'the hold opened before the upgrade is captured for what it reserved');
+
+-- The payment recorded before the upgrade: the same invoice reported again (Stripe sends
+-- invoice.payment_succeeded beside invoice.paid) changes nothing and grants nothing twice.
+select is((select count(*) from upgrade_check.before where what = 'payment'), 1::bigint, 'one payment was recorded before');
+select is(private.receive_stripe_event(upgrade_check.invoice_event('evt_upgrade_again', 'invoice.payment_succeeded')),
+  'processed', 'the same invoice reported again after the upgrade is processed');
+select results_eq(
+  $$ select p.status, p.credits_granted, w.balance from public.payments p join public.credit_balances w using (account_id)
+     where p.stripe_invoice_id = 'in_upgrade_6' $$,
+  $$ values ('paid', 1000::bigint, 1050::bigint) $$,
+  'and leaves the payment paid, its 1,000 plan credits granted once (balance: 50 signup + 1,000)');
 
 -- The audit entries written before the upgrade (signups, staff adjustments) and everything
 -- written since seal into one chain without a break.
