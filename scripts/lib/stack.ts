@@ -1,6 +1,7 @@
 // The local stack: the development cluster, its database and the functions server.
 import { join } from "node:path";
-import { Cluster, ensurePackages, portInUse } from "./postgres.ts";
+import { Cluster, ensurePackages, portInUse, PRELOADED_LIBRARIES } from "./postgres.ts";
+import { ensureCronPackage, preloadCron } from "./cron.ts";
 import {
   DEV_DB_PORT,
   devClusterDir,
@@ -23,7 +24,15 @@ export async function upDatabase(cluster = devCluster()): Promise<{ applied: str
     () => ensurePackages(console.log),
   );
   const created = !(await cluster.initialized());
-  if (created) await step(`Creating a PostgreSQL 15 cluster in ${dim(displayPath(cluster.dir))}`, () => cluster.init());
+  if (created) {
+    await step(`Creating a PostgreSQL 15 cluster in ${dim(displayPath(cluster.dir))}`, async () => {
+      await cluster.init();
+      // pg_cron loads at server start: set it up before the first one, so that npm start does not
+      // have to restart the new server to load it.
+      await ensureCronPackage(console.log);
+      await preloadCron(cluster, PRELOADED_LIBRARIES);
+    });
+  }
   // A Debian upgrade under a running server leaves it unable to load its own libraries
   // (plpgsql.so: "undefined symbol") in new connections: restart it on the new binaries.
   const outdated = await cluster.outdatedBy();
