@@ -8,12 +8,8 @@ CREATE OR REPLACE FUNCTION public.has_permission(account_id uuid, permission tex
 AS $function$
 begin
   return exists (
-    select 1
-    from public.account_members m
-    join public.role_permissions rp on rp.role_id = m.role_id
-    where m.account_id = has_permission.account_id
-      and m.user_id = (select auth.uid())
-      and rp.permission = has_permission.permission
+    select 1 from access.caller_permissions p
+    where p.account_id = has_permission.account_id and p.permission = has_permission.permission
   );
 end
 $function$;
@@ -22,4 +18,4 @@ alter function public.has_permission(uuid,text) owner to postgres;
 
 grant execute on function public.has_permission(uuid,text) to authenticated;
 
-comment on function public.has_permission(uuid,text) is 'Whether the current user (auth.uid()) holds the permission in the account through their membership role.';
+comment on function public.has_permission(uuid,text) is 'Whether the current user (auth.uid()) holds the permission in the account through their membership role (access.caller_permissions).';

@@ -7,13 +7,11 @@ CREATE OR REPLACE FUNCTION public.user_account_ids(permission text DEFAULT NULL:
  SET search_path TO ''
 AS $function$
 begin
-  return query
-  select m.account_id
-  from public.account_members m
-  where m.user_id = (select auth.uid())
-    and (user_account_ids.permission is null
-         or exists (select 1 from public.role_permissions rp
-                    where rp.role_id = m.role_id and rp.permission = user_account_ids.permission));
+  if user_account_ids.permission is null then
+    return query select m.account_id from public.account_members m where m.user_id = (select auth.uid());
+  else
+    return query select p.account_id from access.caller_permissions p where p.permission = user_account_ids.permission;
+  end if;
 end
 $function$;
 
@@ -21,4 +19,4 @@ alter function public.user_account_ids(text) owner to postgres;
 
 grant execute on function public.user_account_ids(text) to authenticated;
 
-comment on function public.user_account_ids(text) is 'The accounts of the current user, or only those where they hold the permission. For policies: `account_id in (select public.user_account_ids(''credits.read''))` is evaluated once per query.';
+comment on function public.user_account_ids(text) is 'The accounts of the current user, or only those where they hold the permission (access.caller_permissions). Policies read the view directly, which costs no function call: `account_id = any (array(select p.account_id from access.caller_permissions p where p.permission = ''credits.read''))`.';
