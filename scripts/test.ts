@@ -240,7 +240,10 @@ async function denoTests(url: string, files: string[]): Promise<Outcome> {
     const output = result.stdout + "\n" + result.stderr;
     const summary = parseDenoSummary(output);
     const lines = output.split("\n").filter((l) => l.trim());
-    const failing = lines.filter((l) => /\.\.\. FAILED|^error:|^\s+at |AssertionError/.test(l)).slice(0, 40);
+    // A property test's failure says what failed after the stack: its seed, counterexample and error.
+    const failing = lines.filter((l) =>
+      /\.\.\. FAILED|^error:|^\s+at |AssertionError|seed:|Counterexample:|Got error:|Shrunk/.test(l)
+    ).slice(0, 60);
     for (const l of failing) console.log(`      ${l}`);
     if (!summary) {
       for (const l of lines.slice(-30)) console.log(`      ${l}`);

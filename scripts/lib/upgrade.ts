@@ -13,7 +13,7 @@ import { run } from "./proc.ts";
 import { pushMigrations } from "./supabase.ts";
 import { parseProveOutput } from "./tap.ts";
 
-export const UPGRADE_FROM = "20261207000000";
+export const UPGRADE_FROM = "20261208000000";
 const DATABASE = "upgrade";
 const upgradeTestsDir = join(supabaseDir, "tests", "upgrade");
 

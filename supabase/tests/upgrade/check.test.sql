@@ -2,7 +2,7 @@
 -- invariant holds, and the rules still see the old state (quota counters, debts, holds,
 -- idempotency keys). Runs after supabase/tests/upgrade/fill.sql and the upgrade.
 begin;
-select plan(21);
+select plan(23);
 set local ledgerbase.now = '2026-12-01 10:00:00+00';
 
 create temp view after_state as
@@ -96,6 +96,20 @@ select results_eq(
      where p.stripe_invoice_id = 'in_upgrade_6' $$,
   $$ values ('paid', 1000::bigint, 1050::bigint) $$,
   'and leaves the payment paid, its 1,000 plan credits granted once (balance: 50 signup + 1,000)');
+
+-- The members read what they read before, through the policies as they are now: the owner
+-- of wallet 1 her whole ledger, the owner of wallet 2 nothing of it.
+create temp table ledger_count as
+  select count(*) as n from public.credit_ledger where account_id = '0000000a-0000-4000-8000-000000000001';
+grant select on ledger_count to authenticated;
+set local role authenticated;
+select set_config('request.jwt.claims', '{"sub": "0000000a-0000-4000-8000-000000000001", "role": "authenticated"}', true);
+select is((select count(*) from public.credit_ledger where account_id = '0000000a-0000-4000-8000-000000000001'),
+  (select n from ledger_count), 'the owner of wallet 1 reads her whole ledger under row-level security');
+select set_config('request.jwt.claims', '{"sub": "0000000a-0000-4000-8000-000000000002", "role": "authenticated"}', true);
+select is((select count(*) from public.credit_ledger where account_id = '0000000a-0000-4000-8000-000000000001'), 0::bigint,
+  'the owner of wallet 2 reads none of it');
+reset role;
 
 -- The audit entries written before the upgrade (signups, staff adjustments) and everything
 -- written since seal into one chain without a break.

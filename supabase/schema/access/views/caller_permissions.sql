@@ -11,6 +11,6 @@ alter view access.caller_permissions owner to postgres;
 
 grant select on table access.caller_permissions to authenticated;
 
-comment on view access.caller_permissions is 'The permissions the signed-in user (auth.uid()) holds, one row per account and permission, through their membership role. The one definition of "holds a permission in an account": policies read it as `account_id = any (array(select p.account_id from access.caller_permissions p where p.permission = ''credits.read''))`, has_permission and user_account_ids read it. Runs with its owner''s rights (memberships are read without their own row-level security); security_barrier keeps a caller''s own conditions from seeing other users'' rows.';
+comment on view access.caller_permissions is 'The permissions the signed-in user (auth.uid()) holds, one row per account and permission, through their membership role. The one definition of "holds a permission in an account": policies read it as `account_id in (select p.account_id from access.caller_permissions p where p.permission = ''credits.read'')`, has_permission and user_account_ids read it. Runs with its owner''s rights (memberships are read without their own row-level security); security_barrier keeps a caller''s own conditions from seeing other users'' rows.';
 comment on column access.caller_permissions.account_id is 'An account the caller is a member of.';
 comment on column access.caller_permissions.permission is 'A permission their role grants in that account.';

@@ -52,9 +52,9 @@ alter table ledger.entries enable row level security;
 create policy "Members with credits.read can read their account's ledger" on ledger.entries
   for select
   to authenticated
-  using ((account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'credits.read'::text)))) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
+  WHERE p.permission = 'credits.read'::text)) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
 
 CREATE TRIGGER credit_ledger_audit_adjustment AFTER INSERT ON ledger.entries FOR EACH ROW WHEN (new.reason = ANY (ARRAY['admin'::text, 'admin_adjust'::text])) EXECUTE FUNCTION private.audit_credit_adjustment();
 CREATE TRIGGER credit_ledger_no_truncate BEFORE TRUNCATE ON ledger.entries FOR EACH STATEMENT EXECUTE FUNCTION private.refuse_change();

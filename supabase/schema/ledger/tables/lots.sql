@@ -33,9 +33,9 @@ alter table ledger.lots enable row level security;
 create policy "Members with credits.read can read their account's grants" on ledger.lots
   for select
   to authenticated
-  using ((account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'credits.read'::text)))) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
+  WHERE p.permission = 'credits.read'::text)) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
 
 CREATE TRIGGER credit_grants_emit_granted AFTER INSERT ON ledger.lots FOR EACH ROW WHEN (new.source <> 'clawback'::text AND new.amount > 0) EXECUTE FUNCTION private.credit_grants_emit();
 

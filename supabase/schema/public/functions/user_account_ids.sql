@@ -19,4 +19,4 @@ alter function public.user_account_ids(text) owner to postgres;
 
 grant execute on function public.user_account_ids(text) to authenticated;
 
-comment on function public.user_account_ids(text) is 'The accounts of the current user, or only those where they hold the permission (access.caller_permissions). Policies read the view directly, which costs no function call: `account_id = any (array(select p.account_id from access.caller_permissions p where p.permission = ''credits.read''))`.';
+comment on function public.user_account_ids(text) is 'The accounts of the current user, or only those where they hold the permission (access.caller_permissions). Policies read the view directly, which costs no function call: `account_id in (select p.account_id from access.caller_permissions p where p.permission = ''credits.read'')`.';

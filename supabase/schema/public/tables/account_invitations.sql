@@ -36,9 +36,9 @@ alter table public.account_invitations enable row level security;
 create policy "Inviters can read their account's invitations" on public.account_invitations
   for select
   to authenticated
-  using ((account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'members.invite'::text)))) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
+  WHERE p.permission = 'members.invite'::text)) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
 
 CREATE TRIGGER account_invitations_audit_accept AFTER UPDATE OF accepted_at ON public.account_invitations FOR EACH ROW WHEN (old.accepted_at IS NULL AND new.accepted_at IS NOT NULL) EXECUTE FUNCTION private.audit_account_invitations();
 CREATE TRIGGER account_invitations_audit_delete AFTER DELETE ON public.account_invitations FOR EACH ROW EXECUTE FUNCTION private.audit_account_invitations();

@@ -24,9 +24,9 @@ alter table public.account_members enable row level security;
 create policy "Members can read their account's members" on public.account_members
   for select
   to authenticated
-  using (user_id = (( SELECT auth.uid() AS uid)) OR (account_id = ANY ((ARRAY( SELECT p.account_id
+  using (user_id = (( SELECT auth.uid() AS uid)) OR (account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'members.read'::text)))) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
+  WHERE p.permission = 'members.read'::text)) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
 
 CREATE TRIGGER account_members_audit_delete AFTER DELETE ON public.account_members FOR EACH ROW EXECUTE FUNCTION private.audit_account_members();
 CREATE TRIGGER account_members_audit_insert AFTER INSERT ON public.account_members FOR EACH ROW EXECUTE FUNCTION private.audit_account_members();

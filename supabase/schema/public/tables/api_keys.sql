@@ -37,9 +37,9 @@ alter table public.api_keys enable row level security;
 create policy "Members with api_keys.manage can read their account's API keys" on public.api_keys
   for select
   to authenticated
-  using ((account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'api_keys.manage'::text)))) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
+  WHERE p.permission = 'api_keys.manage'::text)) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
 
 CREATE TRIGGER api_keys_audit_insert AFTER INSERT ON public.api_keys FOR EACH ROW EXECUTE FUNCTION private.audit_api_keys();
 CREATE TRIGGER api_keys_audit_rate_limit_insert AFTER INSERT ON public.api_keys FOR EACH ROW WHEN (new.rate_limit_capacity IS NOT NULL) EXECUTE FUNCTION private.audit_api_key_rate_limit();

@@ -35,9 +35,9 @@ alter table public.auto_topup_attempts enable row level security;
 create policy "Members with billing.read can read their account's auto top-ups" on public.auto_topup_attempts
   for select
   to authenticated
-  using ((account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'billing.read'::text)))) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
+  WHERE p.permission = 'billing.read'::text)) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
 
 grant select on table public.auto_topup_attempts to authenticated;
 grant select on table public.auto_topup_attempts to service_role;

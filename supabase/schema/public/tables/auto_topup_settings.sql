@@ -29,9 +29,9 @@ alter table public.auto_topup_settings enable row level security;
 create policy "Members with billing.read can read their account's auto top-up " on public.auto_topup_settings
   for select
   to authenticated
-  using ((account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'billing.read'::text)))) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
+  WHERE p.permission = 'billing.read'::text)) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
 
 grant select on table public.auto_topup_settings to authenticated;
 grant select on table public.auto_topup_settings to service_role;

@@ -25,9 +25,9 @@ alter table public.billing_customers enable row level security;
 create policy "Members with billing.read can read their account's customer" on public.billing_customers
   for select
   to authenticated
-  using ((account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'billing.read'::text)))) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
+  WHERE p.permission = 'billing.read'::text)) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
 
 CREATE TRIGGER billing_customers_set_updated_at BEFORE UPDATE ON public.billing_customers FOR EACH ROW EXECUTE FUNCTION private.set_updated_at();
 

@@ -32,9 +32,9 @@ alter table public.credit_balances enable row level security;
 create policy "Members with credits.read can read their account's balance" on public.credit_balances
   for select
   to authenticated
-  using ((account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'credits.read'::text)))) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
+  WHERE p.permission = 'credits.read'::text)) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
 
 alter publication supabase_realtime add table public.credit_balances;
 

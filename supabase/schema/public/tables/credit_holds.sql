@@ -44,9 +44,9 @@ alter table public.credit_holds enable row level security;
 create policy "Members with credits.read can read their account's holds" on public.credit_holds
   for select
   to authenticated
-  using ((account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'credits.read'::text)))) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
+  WHERE p.permission = 'credits.read'::text)) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
 
 grant select on table public.credit_holds to authenticated;
 grant select on table public.credit_holds to service_role;

@@ -70,9 +70,9 @@ alter table public.payments enable row level security;
 create policy "Members with billing.read can read their account's payments" on public.payments
   for select
   to authenticated
-  using ((account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'billing.read'::text)))) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
+  WHERE p.permission = 'billing.read'::text)) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
 
 CREATE TRIGGER payments_emit_events AFTER INSERT OR UPDATE ON public.payments FOR EACH ROW EXECUTE FUNCTION private.payments_emit();
 CREATE TRIGGER payments_guard_closed_account BEFORE INSERT OR UPDATE ON public.payments FOR EACH ROW EXECUTE FUNCTION private.guard_closed_account_payment();

@@ -64,9 +64,9 @@ create policy "Users can read active plans, their subscribed plans, and staff " 
   to authenticated
   using (active OR ( SELECT public.is_staff_admin() AS is_staff_admin) OR (key IN ( SELECT s.plan_key
    FROM public.subscriptions s
-  WHERE s.account_id = ANY ((ARRAY( SELECT p.account_id
+  WHERE (s.account_id IN ( SELECT p.account_id
            FROM access.caller_permissions p
-          WHERE p.permission = 'billing.read'::text))))));
+          WHERE p.permission = 'billing.read'::text)))));
 
 create policy "Visitors can read active plans" on public.plans
   for select

@@ -38,9 +38,9 @@ create policy "Users can read their own profile, their teammates' and staff ad" 
   to authenticated
   using (id = (( SELECT auth.uid() AS uid)) OR ( SELECT public.is_staff_admin() AS is_staff_admin) OR (EXISTS ( SELECT 1
    FROM public.account_members m
-  WHERE m.user_id = profiles.id AND (m.account_id = ANY ((ARRAY( SELECT p.account_id
+  WHERE m.user_id = profiles.id AND (m.account_id IN ( SELECT p.account_id
            FROM access.caller_permissions p
-          WHERE p.permission = 'members.read'::text)))))));
+          WHERE p.permission = 'members.read'::text)))));
 
 create policy "Users can update their own profile" on public.profiles
   for update

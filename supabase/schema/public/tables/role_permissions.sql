@@ -21,9 +21,9 @@ create policy "Users read the permissions of the roles they can read" on public.
   to authenticated
   using ((role_id IN ( SELECT r.id
    FROM public.roles r
-  WHERE r.account_id IS NULL OR (r.account_id = ANY ((ARRAY( SELECT p.account_id
+  WHERE r.account_id IS NULL OR (r.account_id IN ( SELECT p.account_id
            FROM access.caller_permissions p
-          WHERE p.permission = 'members.read'::text)))))));
+          WHERE p.permission = 'members.read'::text)))));
 
 CREATE TRIGGER role_permissions_resolve_role BEFORE INSERT OR UPDATE ON public.role_permissions FOR EACH ROW EXECUTE FUNCTION private.resolve_role_permission_role();
 

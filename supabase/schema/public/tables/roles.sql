@@ -29,9 +29,9 @@ alter table public.roles enable row level security;
 create policy "Users read the system roles and their accounts' custom roles" on public.roles
   for select
   to authenticated
-  using (account_id IS NULL OR (account_id = ANY ((ARRAY( SELECT p.account_id
+  using (account_id IS NULL OR (account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'members.read'::text)))));
+  WHERE p.permission = 'members.read'::text)));
 
 CREATE TRIGGER roles_check_key BEFORE INSERT OR UPDATE OF key ON public.roles FOR EACH ROW EXECUTE FUNCTION private.check_role_key();
 CREATE TRIGGER roles_set_updated_at BEFORE UPDATE ON public.roles FOR EACH ROW EXECUTE FUNCTION private.set_updated_at();

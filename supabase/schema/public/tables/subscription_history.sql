@@ -31,9 +31,9 @@ alter table public.subscription_history enable row level security;
 create policy "Members with billing.read can read their account's subscription" on public.subscription_history
   for select
   to authenticated
-  using ((account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'billing.read'::text)))) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
+  WHERE p.permission = 'billing.read'::text)) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
 
 CREATE TRIGGER subscription_history_append_only BEFORE DELETE OR UPDATE ON public.subscription_history FOR EACH ROW EXECUTE FUNCTION private.refuse_change();
 CREATE TRIGGER subscription_history_no_truncate BEFORE TRUNCATE ON public.subscription_history FOR EACH STATEMENT EXECUTE FUNCTION private.refuse_change();

@@ -45,9 +45,9 @@ alter table public.subscriptions enable row level security;
 create policy "Members with billing.read can read their account's subscription" on public.subscriptions
   for select
   to authenticated
-  using ((account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'billing.read'::text)))) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
+  WHERE p.permission = 'billing.read'::text)) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
 
 CREATE TRIGGER subscriptions_emit_events AFTER INSERT OR UPDATE ON public.subscriptions FOR EACH ROW EXECUTE FUNCTION private.subscriptions_emit();
 CREATE TRIGGER subscriptions_record_trial_claim AFTER INSERT OR UPDATE OF trial_start ON public.subscriptions FOR EACH ROW WHEN (new.trial_start IS NOT NULL) EXECUTE FUNCTION private.record_trial_claim();

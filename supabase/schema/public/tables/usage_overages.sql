@@ -23,9 +23,9 @@ alter table public.usage_overages enable row level security;
 create policy "Members with credits.read can read their account's overage" on public.usage_overages
   for select
   to authenticated
-  using ((account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'credits.read'::text)))) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
+  WHERE p.permission = 'credits.read'::text)) OR ( SELECT public.is_staff_admin() AS is_staff_admin));
 
 grant select on table public.usage_overages to authenticated;
 grant select on table public.usage_overages to service_role;

@@ -35,9 +35,9 @@ alter table public.webhook_deliveries enable row level security;
 create policy "Members with webhooks.manage can read their account's webhook d" on public.webhook_deliveries
   for select
   to authenticated
-  using (account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'webhooks.manage'::text))));
+  WHERE p.permission = 'webhooks.manage'::text)));
 
 grant select on table public.webhook_deliveries to authenticated;
 grant select on table public.webhook_deliveries to service_role;

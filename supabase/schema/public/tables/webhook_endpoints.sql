@@ -31,9 +31,9 @@ alter table public.webhook_endpoints enable row level security;
 create policy "Members with webhooks.manage can read their account's webhook e" on public.webhook_endpoints
   for select
   to authenticated
-  using (account_id = ANY ((ARRAY( SELECT p.account_id
+  using ((account_id IN ( SELECT p.account_id
    FROM access.caller_permissions p
-  WHERE p.permission = 'webhooks.manage'::text))));
+  WHERE p.permission = 'webhooks.manage'::text)));
 
 CREATE TRIGGER webhook_endpoints_set_updated_at BEFORE UPDATE ON public.webhook_endpoints FOR EACH ROW EXECUTE FUNCTION private.set_updated_at();
 
