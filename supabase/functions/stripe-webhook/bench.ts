@@ -10,12 +10,18 @@
  *   baseline  verifies the signature (constructEventAsync) and inserts the raw event into a table
  *   full      the stripe-webhook handler: signature, envelope, private.receive_stripe_event —
  *             event ledger, payment, plan credits granted (wallet, grant, ledger), audit log
+ * and, for information, a third side run last:
+ *   floor     verifies the signature and parses the event as the handler does, then writes the
+ *             rows the full side writes per event (event ledger, payment, lot, ledger entry,
+ *             wallet, audit entry) in ONE statement with no rule: each row a copy of the one the
+ *             full side wrote last, the tables' own triggers switched off meanwhile. What the
+ *             writes alone allow on this machine.
  * Run against a database with the migrations applied (the bench database); it creates a plan
  * `bench_webhook`, `accounts` users, and a scratch table it drops again.
  */
 import { createDb, type Sql } from "../_shared/db.ts";
 import { constructEvent, signPayload } from "../_shared/stripe.ts";
-import { createWebhookHandler } from "./handler.ts";
+import { createWebhookHandler, StripeEventEnvelope } from "./handler.ts";
 
 export interface WebhookBenchOptions {
   /** Postgres URL of the bench database (connects as its owner). */
@@ -39,6 +45,8 @@ export interface WebhookBenchResult {
   baseline: Throughput;
   /** full.perSecond / baseline.perSecond */
   ratio: number;
+  /** The rows alone, no rule (information). */
+  floor: Throughput;
 }
 
 const SECRET = "whsec_bench_ledgerbase";
@@ -161,9 +169,75 @@ export async function runWebhookBench(options: WebhookBenchOptions): Promise<Web
     // Full: the deployed handler.
     const handler = createWebhookHandler({ env: new Map([["STRIPE_WEBHOOK_SECRET", SECRET]]), sql, log: () => {} });
     const full = await measure(await build("f"), concurrency, handler);
-    return { full, baseline, ratio: full.perSecond / baseline.perSecond };
+
+    // Floor (information): the same verification, then the full side's rows alone.
+    const floor = await measureFloor(sql, await build("w"), concurrency);
+    return { full, baseline, ratio: full.perSecond / baseline.perSecond, floor };
   } finally {
     await sql`drop table if exists private.bench_webhook_baseline`.catch(() => {});
     await sql.end();
+  }
+}
+
+/** What the floor reads of a bench invoice (benchInvoicePaid). */
+interface FloorInvoice {
+  id: string;
+  parent: { subscription_details: { metadata: { account_id: string } } };
+}
+
+/** The tables whose own triggers (audit entry, outgoing events, notices) the floor switches off. */
+const FLOOR_TABLES = ["public.payments", "ledger.lots", "ledger.entries", "public.audit_log"];
+
+async function measureFloor(sql: Sql, requests: Request[], concurrency: number): Promise<Throughput> {
+  await sql`create table private.bench_webhook_floor as
+    select (select id from public.webhook_events order by id desc limit 1) as event,
+           (select id from public.payments where stripe_invoice_id is not null order by created_at desc limit 1) as payment,
+           (select id from ledger.lots where payment_id is not null order by seq desc limit 1) as lot,
+           (select id from ledger.entries where payment_id is not null order by id desc limit 1) as entry,
+           (select id from public.audit_log where action = 'payment.paid' order by id desc limit 1) as audit`;
+  for (const t of FLOOR_TABLES) await sql.unsafe(`alter table ${t} disable trigger user`);
+  try {
+    return await measure(requests, concurrency, async (request) => {
+      const raw = await request.text();
+      const event = await constructEvent(raw, request.headers.get("stripe-signature") ?? "", SECRET);
+      StripeEventEnvelope.parse(event);
+      const invoice = event.data.object as unknown as FloorInvoice;
+      const account = invoice.parent.subscription_details.metadata.account_id;
+      const [written] = await sql<{ rows: number }[]>`
+        with e as (insert into public.webhook_events overriding user value
+              select r.* from public.webhook_events w,
+                     jsonb_populate_record(null::public.webhook_events,
+                       to_jsonb(w) - 'id' || jsonb_build_object('event_id', ${event.id}::text, 'payload', ${raw}::text::jsonb)) r
+              where w.id = (select event from private.bench_webhook_floor) returning 1),
+        p as (insert into public.payments
+              select r.* from public.payments p,
+                     jsonb_populate_record(null::public.payments,
+                       to_jsonb(p) || jsonb_build_object('id', gen_random_uuid(), 'account_id', ${account}::uuid,
+                                                         'stripe_invoice_id', ${invoice.id}::text)) r
+              where p.id = (select payment from private.bench_webhook_floor) returning 1),
+        l as (insert into ledger.lots (account_id, source, amount, remaining, expires_at, payment_id, idempotency_key, metadata, created_at)
+              select ${account}::uuid, l.source, l.amount, l.remaining, l.expires_at, l.payment_id, ${invoice.id}::text, l.metadata, l.created_at
+              from ledger.lots l where l.id = (select lot from private.bench_webhook_floor) returning 1),
+        x as (insert into ledger.entries overriding user value
+              select r.* from ledger.entries x,
+                     jsonb_populate_record(null::ledger.entries,
+                       to_jsonb(x) - 'id' - 'writer_xid' || jsonb_build_object('account_id', ${account}::uuid,
+                                                                            'idempotency_key', ${invoice.id}::text)) r
+              where x.id = (select entry from private.bench_webhook_floor) returning 1),
+        b as (update public.credit_balances set balance = balance + 100 where account_id = ${account}::uuid returning 1),
+        a as (insert into public.audit_log overriding user value
+              select r.* from public.audit_log a,
+                     jsonb_populate_record(null::public.audit_log,
+                       to_jsonb(a) - 'id' - 'writer_xid' - 'position' - 'sealed_at' - 'hash' - 'prev_hash'
+                       || jsonb_build_object('account_id', ${account}::uuid, 'entity_id', ${invoice.id}::text)) r
+              where a.id = (select audit from private.bench_webhook_floor) returning 1)
+        select ((select count(*) from e) + (select count(*) from p) + (select count(*) from l) + (select count(*) from x)
+             + (select count(*) from b) + (select count(*) from a))::int as rows`;
+      if (written.rows !== 6) throw new Error(`webhook bench floor: ${written.rows} rows written instead of 6`);
+      return new Response(null, { status: 200 });
+    });
+  } finally {
+    for (const t of FLOOR_TABLES) await sql.unsafe(`alter table ${t} enable trigger user`);
+    await sql`drop table private.bench_webhook_floor`;
   }
 }
